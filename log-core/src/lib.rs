@@ -1,0 +1,44 @@
+//! log-core: proglog's crash-safe segmented log engine.
+//!
+//! A [`Log`] is a directory of segments. Each segment is a store file of
+//! checksummed frames and a memory-mapped index from relative offset to store
+//! position. Records get dense offsets; the newest segment takes appends and
+//! rolls before it would overflow; old segments are dropped whole by retention
+//! or [`Log::truncate_prefix`]; [`Log::truncate_suffix`] removes a suffix for
+//! Raft conflict resolution. Appends are durable according to the
+//! [`FsyncPolicy`], with group commit; recovery on open trusts no file.
+//!
+//! ```
+//! # fn main() -> log_core::Result<()> {
+//! let dir = tempfile::tempdir().expect("tempdir");
+//! let log = log_core::Log::open(dir.path(), log_core::Config::default())?;
+//! let offset = log.append(&log_core::Record::new(b"hello".to_vec()))?;
+//! assert_eq!(log.read(offset)?.value, b"hello");
+//! log.close()?;
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! The byte layout of the files is in `docs/storage-format.md`.
+
+mod config;
+mod error;
+mod index;
+mod log;
+mod mmap;
+mod reader;
+mod record;
+mod segment;
+mod store;
+#[cfg(test)]
+mod testing;
+
+pub use config::{Config, ConfigError, FsyncPolicy, INDEX_ENTRIES_LIMIT, Retention, SEGMENT_BYTES_LIMIT};
+pub use error::{Error, Result};
+pub use index::ENTRY_BYTES as INDEX_ENTRY_BYTES;
+pub use log::Log;
+pub use reader::LogReader;
+pub use record::{
+    FRAME_HEADER_BYTES, FRAME_VERSION, FrameError, FrameMeta, Record, RecordKind, check_frame, decode_frame,
+    encode_frame, now_ms,
+};

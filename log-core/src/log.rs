@@ -1,0 +1,788 @@
+//! The log: a directory of segments, one appender, many readers.
+
+use std::fs::{File, OpenOptions};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::mpsc::{self, RecvTimeoutError};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use crate::config::{Config, FsyncPolicy};
+use crate::error::{Error, IoContext, Result};
+use crate::reader::LogReader;
+use crate::record::{Record, encode_frame, now_ms};
+use crate::segment::{Recovery, Segment};
+
+/// Present only between a clean close and the next open: its absence on open
+/// means the newest segment may have a torn tail.
+const CLEAN_SHUTDOWN_FILE: &str = "clean-shutdown";
+/// Held with an exclusive `flock` while the log is open.
+const LOCK_FILE: &str = "lock";
+
+/// A segmented, crash-safe commit log in one directory.
+///
+/// `Log` is `Send + Sync`: share it with `Arc`. Appends are serialised; reads
+/// run concurrently with them and never wait on an fsync.
+///
+/// # Durability
+/// An append returns once its [`FsyncPolicy`] is met. With `Always`, the
+/// record is on stable storage; appenders that arrive while an fsync runs
+/// share the next one. A failed write or fsync fails the log: every waiting
+/// appender gets the error and later writes get [`Error::Failed`] until the
+/// log is reopened, because after a failed fsync the state of the page cache
+/// is unknown. Reads see a record as soon as its append has written it,
+/// possibly before it is durable.
+pub struct Log {
+    shared: Arc<Shared>,
+    flusher: Mutex<Option<Flusher>>,
+}
+
+struct Flusher {
+    stop: mpsc::Sender<()>,
+    thread: JoinHandle<()>,
+}
+
+struct Shared {
+    dir: PathBuf,
+    config: Config,
+    /// Holds the directory lock for as long as the log lives.
+    _lock: File,
+    segments: RwLock<Vec<Arc<Segment>>>,
+    writer: Mutex<Writer>,
+    next_offset: AtomicU64,
+    lowest_offset: AtomicU64,
+    durability: Mutex<SyncState>,
+    synced: Condvar,
+    bytes_since_sync: AtomicU64,
+    failure: OnceLock<String>,
+    closed: AtomicBool,
+}
+
+/// The appender's state, behind one mutex.
+struct Writer {
+    active: Arc<Segment>,
+    /// Reused encode buffer for a batch of frames.
+    frames: Vec<u8>,
+    starts: Vec<u32>,
+    /// Appends so far in this process: the group-commit ticket.
+    sequence: u64,
+}
+
+struct SyncState {
+    /// Every append with a sequence at or below this is durable.
+    synced_sequence: u64,
+    /// Whether a thread is running a sync right now.
+    syncing: bool,
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+fn sync_dir(dir: &Path) -> Result<()> {
+    File::open(dir).and_then(|d| d.sync_all()).at(dir)
+}
+
+fn parse_segment_name(name: &str) -> Option<(u64, bool)> {
+    let (stem, is_store) = if let Some(stem) = name.strip_suffix(".store") {
+        (stem, true)
+    } else {
+        (name.strip_suffix(".index")?, false)
+    };
+    if stem.len() != 20 || !stem.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    Some((stem.parse().ok()?, is_store))
+}
+
+impl Log {
+    /// Opens the log in `dir`, creating it if needed, and recovers it.
+    ///
+    /// # Errors
+    /// [`Error::Config`] for an invalid config (before touching the disk),
+    /// [`Error::Locked`] if the directory is open elsewhere,
+    /// [`Error::Corrupt`] naming file and byte for damage below the tail,
+    /// [`Error::Io`].
+    pub fn open(dir: impl AsRef<Path>, config: Config) -> Result<Self> {
+        config.validate()?;
+        let dir = dir.as_ref().to_owned();
+        std::fs::create_dir_all(&dir).at(&dir)?;
+        sync_dir(&dir)?;
+        let lock_path = dir.join(LOCK_FILE);
+        let lock_file =
+            OpenOptions::new().read(true).write(true).create(true).truncate(false).open(&lock_path).at(&lock_path)?;
+        match lock_file.try_lock() {
+            Ok(()) => {}
+            Err(std::fs::TryLockError::WouldBlock) => return Err(Error::Locked { path: dir }),
+            Err(std::fs::TryLockError::Error(e)) => return Err(Error::io(lock_path, e)),
+        }
+
+        let clean_path = dir.join(CLEAN_SHUTDOWN_FILE);
+        let clean = clean_path.exists();
+        let segments = Self::open_segments(&dir, &config, clean)?;
+        if clean {
+            // Before any write: a crash from here on must be seen as unclean.
+            std::fs::remove_file(&clean_path).at(&clean_path)?;
+            sync_dir(&dir)?;
+        }
+        let active = segments.last().cloned().expect("open_segments returns at least one segment");
+        let lowest = segments.first().map_or(0, |s| s.base_offset());
+        let shared = Arc::new(Shared {
+            dir,
+            next_offset: AtomicU64::new(active.next_offset()),
+            lowest_offset: AtomicU64::new(lowest),
+            writer: Mutex::new(Writer { active, frames: Vec::new(), starts: Vec::new(), sequence: 0 }),
+            segments: RwLock::new(segments),
+            _lock: lock_file,
+            durability: Mutex::new(SyncState { synced_sequence: 0, syncing: false }),
+            synced: Condvar::new(),
+            bytes_since_sync: AtomicU64::new(0),
+            failure: OnceLock::new(),
+            closed: AtomicBool::new(false),
+            config,
+        });
+        let flusher = match shared.config.fsync {
+            FsyncPolicy::Interval { interval_ms, .. } => Some(Flusher::spawn(&shared, interval_ms)),
+            FsyncPolicy::Always | FsyncPolicy::Never => None,
+        };
+        Ok(Self { shared, flusher: Mutex::new(flusher) })
+    }
+
+    fn open_segments(dir: &Path, config: &Config, clean: bool) -> Result<Vec<Arc<Segment>>> {
+        let mut stores = Vec::new();
+        let mut indexes = Vec::new();
+        for entry in std::fs::read_dir(dir).at(dir)? {
+            let entry = entry.at(dir)?;
+            let name = entry.file_name();
+            match name.to_str().and_then(parse_segment_name) {
+                Some((base, true)) => stores.push(base),
+                Some((base, false)) => indexes.push(base),
+                None => {}
+            }
+        }
+        stores.sort_unstable();
+        for base in indexes.iter().filter(|b| stores.binary_search(b).is_err()) {
+            // An index without its store is left over from a removal that a
+            // crash interrupted; it indexes nothing.
+            let path = crate::segment::index_path(dir, *base);
+            tracing::warn!(index = %path.display(), "removing an index file without a store");
+            std::fs::remove_file(&path).at(&path)?;
+        }
+        if stores.is_empty() {
+            let segment = Segment::create(dir, 0, config)?;
+            sync_dir(dir)?;
+            return Ok(vec![Arc::new(segment)]);
+        }
+        let newest = stores.len() - 1;
+        let mut segments: Vec<Arc<Segment>> = Vec::with_capacity(stores.len());
+        for (i, &base) in stores.iter().enumerate() {
+            let recovery = match (i == newest, clean) {
+                (false, _) => Recovery::Sealed,
+                (true, true) => Recovery::ActiveClean,
+                (true, false) => Recovery::ActiveUnclean,
+            };
+            let segment = Segment::open(dir, base, config, recovery)?;
+            if let Some(previous) = segments.last()
+                && previous.next_offset() != base
+            {
+                return Err(Error::corrupt(
+                    segment.store().path(),
+                    0,
+                    format!(
+                        "segment starts at offset {base} but the previous segment ends before offset {}",
+                        previous.next_offset()
+                    ),
+                ));
+            }
+            segments.push(Arc::new(segment));
+        }
+        if let Some(active) = segments.last() {
+            active.unseal(config)?;
+        }
+        Ok(segments)
+    }
+
+    /// The directory of the log.
+    pub fn dir(&self) -> &Path {
+        &self.shared.dir
+    }
+
+    /// The configuration the log was opened with.
+    pub fn config(&self) -> &Config {
+        &self.shared.config
+    }
+
+    /// Appends one record and returns its offset.
+    ///
+    /// # Errors
+    /// [`Error::RecordTooLarge`] (nothing is written), [`Error::Failed`],
+    /// [`Error::Closed`], [`Error::Io`].
+    pub fn append(&self, record: &Record) -> Result<u64> {
+        self.shared.append(None, std::slice::from_ref(record))
+    }
+
+    /// Appends many records with one write and (under `Always`) one fsync;
+    /// returns the first one's offset. The records get consecutive offsets.
+    /// A batch that does not fit the active segment is split across segments.
+    /// An empty batch writes nothing and returns the next offset.
+    ///
+    /// # Errors
+    /// As [`append`](Self::append); if any record is too large, none is
+    /// written.
+    pub fn append_batch(&self, records: &[Record]) -> Result<u64> {
+        self.shared.append(None, records)
+    }
+
+    /// Appends one record that must get offset `expected` (a follower's Raft
+    /// index equals its store offset).
+    ///
+    /// # Errors
+    /// [`Error::OffsetMismatch`] (nothing is written) and those of `append`.
+    pub fn append_at(&self, expected: u64, record: &Record) -> Result<u64> {
+        self.shared.append(Some(expected), std::slice::from_ref(record))
+    }
+
+    /// [`append_batch`](Self::append_batch) whose first record must get
+    /// offset `expected`.
+    ///
+    /// # Errors
+    /// As [`append_at`](Self::append_at).
+    pub fn append_batch_at(&self, expected: u64, records: &[Record]) -> Result<u64> {
+        self.shared.append(Some(expected), records)
+    }
+
+    /// Reads the record at `offset`.
+    ///
+    /// # Errors
+    /// [`Error::OutOfRange`], [`Error::Corrupt`] (checksum or index mismatch),
+    /// [`Error::Closed`], [`Error::Io`].
+    pub fn read(&self, offset: u64) -> Result<Record> {
+        self.shared.check_open()?;
+        let segment = self.shared.segment_for(offset)?;
+        match segment.read(offset) {
+            Ok(Some(record)) => Ok(record),
+            Ok(None) => Err(self.shared.out_of_range(offset)),
+            Err(e) => Err(self.shared.explain_read_error(offset, e)),
+        }
+    }
+
+    /// Reads consecutive records from `from`: at most `records_max`, and at
+    /// most `bytes_max` bytes of frames, except that one record is always
+    /// returned when `from` holds one, however large. `from` equal to the next
+    /// offset gives an empty batch (a consumer at the tail).
+    ///
+    /// # Errors
+    /// As [`read`](Self::read).
+    pub fn read_batch(&self, from: u64, bytes_max: u64, records_max: u64) -> Result<Vec<Record>> {
+        self.shared.check_open()?;
+        let mut out = Vec::new();
+        if from == self.next_offset() || records_max == 0 {
+            return Ok(out);
+        }
+        self.shared.segment_for(from)?;
+        let segments: Vec<Arc<Segment>> = {
+            let all = self.shared.read_segments();
+            let first = all.partition_point(|s| s.base_offset() <= from).saturating_sub(1);
+            all[first..].to_vec()
+        };
+        let mut bytes = 0;
+        for segment in segments {
+            let offset = from + out.len() as u64;
+            let budget = bytes_max.saturating_sub(bytes);
+            if out.len() as u64 >= records_max || (budget == 0 && !out.is_empty()) {
+                break;
+            }
+            bytes += segment
+                .read_batch(offset, budget, records_max - out.len() as u64, &mut out)
+                .map_err(|e| self.shared.explain_read_error(offset, e))?;
+            if from + (out.len() as u64) < segment.next_offset() {
+                break;
+            }
+        }
+        Ok(out)
+    }
+
+    /// The lowest retained offset (equal to the next offset when empty).
+    pub fn lowest_offset(&self) -> u64 {
+        self.shared.lowest_offset.load(Ordering::Acquire)
+    }
+
+    /// The offset of the last record, if the log holds any.
+    pub fn highest_offset(&self) -> Option<u64> {
+        let next = self.next_offset();
+        (next > self.lowest_offset()).then(|| next - 1)
+    }
+
+    /// The offset the next append will get.
+    pub fn next_offset(&self) -> u64 {
+        self.shared.next_offset.load(Ordering::Acquire)
+    }
+
+    /// Bytes in all segment stores.
+    pub fn size_bytes(&self) -> u64 {
+        self.shared.read_segments().iter().map(|s| s.size_bytes()).sum()
+    }
+
+    /// Segments in the log.
+    pub fn segment_count(&self) -> usize {
+        self.shared.read_segments().len()
+    }
+
+    /// Makes every append so far durable, whatever the policy.
+    ///
+    /// # Errors
+    /// [`Error::Failed`], [`Error::Closed`].
+    pub fn sync(&self) -> Result<()> {
+        self.shared.check_writable()?;
+        let sequence = self.shared.lock_writer().sequence;
+        self.shared.wait_durable(sequence)
+    }
+
+    /// Drops whole segments whose records are all below `offset` (never the
+    /// active one) and returns the new lowest offset, which may stay below
+    /// `offset`. For retention and after a snapshot.
+    ///
+    /// # Errors
+    /// [`Error::Closed`], [`Error::Failed`], [`Error::Io`].
+    pub fn truncate_prefix(&self, offset: u64) -> Result<u64> {
+        self.shared.check_writable()?;
+        let _writer = self.shared.lock_writer();
+        self.shared.drop_oldest(|segments, _| segments[1].base_offset() <= offset)
+    }
+
+    /// Removes every record above `after_offset`, across segments, durably
+    /// (Raft conflict resolution). `after_offset` may be one below the lowest
+    /// offset, which empties the log; at or above the highest offset it is a
+    /// no-op.
+    ///
+    /// # Errors
+    /// [`Error::OutOfRange`] if `after_offset` is further below the lowest
+    /// offset, [`Error::Closed`], [`Error::Failed`], [`Error::Io`] (which
+    /// fails the log).
+    pub fn truncate_suffix(&self, after_offset: u64) -> Result<()> {
+        self.shared.check_writable()?;
+        let mut writer = self.shared.lock_writer();
+        self.shared.check_writable()?;
+        let keep_below = after_offset.saturating_add(1);
+        if keep_below >= self.next_offset() {
+            return Ok(());
+        }
+        if keep_below < self.lowest_offset() {
+            return Err(self.shared.out_of_range(after_offset));
+        }
+        let result = self.shared.truncate_suffix_locked(&mut writer, keep_below);
+        self.shared.fail_on_error(result)
+    }
+
+    /// Deletes every segment and starts empty with the next offset
+    /// `next_offset` (a follower installing a snapshot restarts its log at the
+    /// leader's first index).
+    ///
+    /// # Errors
+    /// [`Error::Closed`], [`Error::Failed`], [`Error::Io`] (which fails the
+    /// log).
+    pub fn reset(&self, next_offset: u64) -> Result<()> {
+        self.shared.check_writable()?;
+        let mut writer = self.shared.lock_writer();
+        self.shared.check_writable()?;
+        let result = self.shared.reset_locked(&mut writer, next_offset);
+        self.shared.fail_on_error(result)
+    }
+
+    /// Applies the retention policy as of `now_ms`: drops the oldest sealed
+    /// segments while the log is over `bytes_max` or their newest record is
+    /// older than `age_max_ms`. Returns the segments dropped. Also runs after
+    /// every segment roll.
+    ///
+    /// # Errors
+    /// [`Error::Closed`], [`Error::Failed`], [`Error::Io`].
+    pub fn enforce_retention(&self, now_ms: u64) -> Result<usize> {
+        self.shared.check_writable()?;
+        let _writer = self.shared.lock_writer();
+        self.shared.enforce_retention_locked(now_ms)
+    }
+
+    /// A reader over the raw bytes of every segment's store, oldest first, as
+    /// of now (for backups and snapshot transfer). It holds the segments open,
+    /// so retention does not disturb it.
+    ///
+    /// # Errors
+    /// [`Error::Closed`].
+    pub fn reader(&self) -> Result<LogReader> {
+        self.shared.check_open()?;
+        let segments = self.shared.read_segments().clone();
+        Ok(LogReader::new(segments))
+    }
+
+    /// Syncs everything, shrinks the active index, marks the directory clean
+    /// and closes the log. Later calls get [`Error::Closed`]; closing twice is
+    /// fine.
+    ///
+    /// # Errors
+    /// [`Error::Failed`] (the directory is left marked unclean, so the next
+    /// open recovers it), [`Error::Io`].
+    pub fn close(&self) -> Result<()> {
+        if self.shared.closed.swap(true, Ordering::AcqRel) {
+            return Ok(());
+        }
+        self.stop_flusher();
+        let writer = self.shared.lock_writer();
+        if let Some(cause) = self.shared.failure.get() {
+            return Err(Error::Failed { cause: cause.clone() });
+        }
+        writer.active.seal()?;
+        let clean_path = self.shared.dir.join(CLEAN_SHUTDOWN_FILE);
+        File::create(&clean_path).and_then(|f| f.sync_all()).at(&clean_path)?;
+        sync_dir(&self.shared.dir)
+    }
+
+    /// Closes the log and deletes its directory.
+    ///
+    /// # Errors
+    /// As [`close`](Self::close), and [`Error::Io`] deleting.
+    pub fn remove(self) -> Result<()> {
+        self.close()?;
+        let dir = self.shared.dir.clone();
+        drop(self);
+        std::fs::remove_dir_all(&dir).at(&dir)
+    }
+
+    fn stop_flusher(&self) {
+        if let Some(flusher) = lock(&self.flusher).take() {
+            drop(flusher.stop);
+            if flusher.thread.join().is_err() {
+                tracing::error!("the log's background sync thread panicked");
+            }
+        }
+    }
+}
+
+impl Drop for Log {
+    /// Without [`Log::close`], hands buffered bytes to the OS (no fsync, no
+    /// clean mark): the next open recovers as after a crash.
+    fn drop(&mut self) {
+        self.stop_flusher();
+        if !self.shared.closed.load(Ordering::Acquire)
+            && let Err(e) = self.shared.lock_writer().active.store().flush()
+        {
+            tracing::error!(error = %e, "flushing the log on drop failed");
+        }
+    }
+}
+
+impl std::fmt::Debug for Log {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Log")
+            .field("dir", &self.shared.dir)
+            .field("lowest_offset", &self.lowest_offset())
+            .field("next_offset", &self.next_offset())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Flusher {
+    fn spawn(shared: &Arc<Shared>, interval_ms: u64) -> Self {
+        let (stop, stopped) = mpsc::channel::<()>();
+        let shared = Arc::clone(shared);
+        let thread = std::thread::Builder::new()
+            .name("log-sync".into())
+            .spawn(move || {
+                while let Err(RecvTimeoutError::Timeout) = stopped.recv_timeout(Duration::from_millis(interval_ms)) {
+                    if shared.failure.get().is_some() {
+                        continue;
+                    }
+                    let sequence = shared.lock_writer().sequence;
+                    if let Err(e) = shared.wait_durable(sequence) {
+                        tracing::error!(error = %e, "interval sync failed");
+                    }
+                }
+            })
+            .expect("spawning the log sync thread");
+        Self { stop, thread }
+    }
+}
+
+impl Shared {
+    fn lock_writer(&self) -> MutexGuard<'_, Writer> {
+        lock(&self.writer)
+    }
+
+    fn read_segments(&self) -> RwLockReadGuard<'_, Vec<Arc<Segment>>> {
+        self.segments.read().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn write_segments(&self) -> RwLockWriteGuard<'_, Vec<Arc<Segment>>> {
+        self.segments.write().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn check_open(&self) -> Result<()> {
+        if self.closed.load(Ordering::Acquire) { Err(Error::Closed) } else { Ok(()) }
+    }
+
+    fn check_writable(&self) -> Result<()> {
+        self.check_open()?;
+        match self.failure.get() {
+            Some(cause) => Err(Error::Failed { cause: cause.clone() }),
+            None => Ok(()),
+        }
+    }
+
+    /// Records the first failure; from now on the log refuses writes.
+    fn fail(&self, error: &Error) {
+        if self.failure.set(error.to_string()).is_ok() {
+            tracing::error!(dir = %self.dir.display(), error = %error, "log failed; refusing writes until reopened");
+        }
+    }
+
+    fn fail_on_error<T>(&self, result: Result<T>) -> Result<T> {
+        if let Err(e) = &result {
+            self.fail(e);
+        }
+        result
+    }
+
+    fn out_of_range(&self, offset: u64) -> Error {
+        Error::OutOfRange {
+            offset,
+            lowest: self.lowest_offset.load(Ordering::Acquire),
+            next: self.next_offset.load(Ordering::Acquire),
+        }
+    }
+
+    /// A read that raced with a truncation reports the offset as out of range
+    /// rather than as the short read it saw.
+    fn explain_read_error(&self, offset: u64, error: Error) -> Error {
+        let lowest = self.lowest_offset.load(Ordering::Acquire);
+        let next = self.next_offset.load(Ordering::Acquire);
+        if offset < lowest || offset >= next { self.out_of_range(offset) } else { error }
+    }
+
+    fn segment_for(&self, offset: u64) -> Result<Arc<Segment>> {
+        if offset >= self.next_offset.load(Ordering::Acquire) {
+            return Err(self.out_of_range(offset));
+        }
+        let segments = self.read_segments();
+        let after = segments.partition_point(|s| s.base_offset() <= offset);
+        match after.checked_sub(1) {
+            Some(i) => Ok(Arc::clone(&segments[i])),
+            None => Err(self.out_of_range(offset)),
+        }
+    }
+
+    fn append(&self, expected: Option<u64>, records: &[Record]) -> Result<u64> {
+        self.check_writable()?;
+        let limit = self.config.record_bytes_max;
+        if let Some(record) = records.iter().find(|r| r.value.len() as u64 > limit) {
+            return Err(Error::RecordTooLarge { size: record.value.len() as u64, limit });
+        }
+        let mut writer = self.lock_writer();
+        self.check_writable()?;
+        let first = self.next_offset.load(Ordering::Acquire);
+        if let Some(expected) = expected
+            && expected != first
+        {
+            return Err(Error::OffsetMismatch { expected, next: first });
+        }
+        if records.is_empty() {
+            return Ok(first);
+        }
+        let bytes = self.fail_on_error(self.write_locked(&mut writer, first, records))?;
+        writer.sequence += 1;
+        let sequence = writer.sequence;
+        drop(writer);
+        match self.config.fsync {
+            FsyncPolicy::Always => self.wait_durable(sequence)?,
+            FsyncPolicy::Interval { bytes: threshold, .. } => {
+                if self.bytes_since_sync.fetch_add(bytes, Ordering::AcqRel) + bytes >= threshold {
+                    self.wait_durable(sequence)?;
+                }
+            }
+            FsyncPolicy::Never => {}
+        }
+        Ok(first)
+    }
+
+    /// Writes `records` from offset `first`, rolling segments as needed;
+    /// returns the frame bytes written.
+    fn write_locked(&self, writer: &mut Writer, first: u64, records: &[Record]) -> Result<u64> {
+        let mut offset = first;
+        let mut done = 0;
+        let mut written = 0;
+        while done < records.len() {
+            let mut bytes = 0;
+            let mut end = done;
+            while end < records.len() {
+                let frame = records[end].frame_bytes() as u64;
+                if !writer.active.fits(bytes + frame, (end - done + 1) as u64, &self.config) {
+                    break;
+                }
+                bytes += frame;
+                end += 1;
+            }
+            if end == done {
+                if writer.active.len() == 0 {
+                    // Unreachable with a validated config: an empty segment
+                    // holds any record within the limit.
+                    return Err(Error::RecordTooLarge {
+                        size: records[done].value.len() as u64,
+                        limit: self.config.record_bytes_max,
+                    });
+                }
+                self.roll(writer)?;
+                continue;
+            }
+            let Writer { active, frames, starts, .. } = writer;
+            frames.clear();
+            starts.clear();
+            let mut newest = 0;
+            for record in &records[done..end] {
+                starts.push(u32::try_from(frames.len()).expect("batch chunk is bounded by the segment size"));
+                encode_frame(record, offset, frames);
+                newest = newest.max(record.timestamp_ms);
+                offset += 1;
+            }
+            active.append(frames, starts, newest)?;
+            debug_assert_eq!(active.next_offset(), offset, "index and offsets agree");
+            self.next_offset.store(offset, Ordering::Release);
+            written += bytes;
+            done = end;
+        }
+        Ok(written)
+    }
+
+    /// Seals the active segment and starts a new one at the next offset.
+    fn roll(&self, writer: &mut Writer) -> Result<()> {
+        writer.active.seal()?;
+        let base = writer.active.next_offset();
+        let segment = Arc::new(Segment::create(&self.dir, base, &self.config)?);
+        sync_dir(&self.dir)?;
+        self.write_segments().push(Arc::clone(&segment));
+        writer.active = segment;
+        tracing::debug!(base, "rolled to a new segment");
+        if let Err(e) = self.enforce_retention_locked(now_ms()) {
+            tracing::warn!(error = %e, "retention after a roll failed");
+        }
+        Ok(())
+    }
+
+    /// Waits until append number `sequence` is durable, running the sync
+    /// itself if no other thread is (group commit: whoever syncs covers every
+    /// append written before it started).
+    fn wait_durable(&self, sequence: u64) -> Result<()> {
+        let mut state = lock(&self.durability);
+        loop {
+            if let Some(cause) = self.failure.get() {
+                return Err(Error::Failed { cause: cause.clone() });
+            }
+            if state.synced_sequence >= sequence {
+                return Ok(());
+            }
+            if state.syncing {
+                state = self.synced.wait(state).unwrap_or_else(std::sync::PoisonError::into_inner);
+                continue;
+            }
+            state.syncing = true;
+            drop(state);
+            let result = self.sync_now();
+            state = lock(&self.durability);
+            state.syncing = false;
+            match result {
+                Ok(synced) => state.synced_sequence = state.synced_sequence.max(synced),
+                Err(e) => self.fail(&e),
+            }
+            self.synced.notify_all();
+        }
+    }
+
+    /// Syncs the active segment; returns the sequence now durable. Sealed
+    /// segments were synced when they rolled.
+    fn sync_now(&self) -> Result<u64> {
+        let (active, sequence) = {
+            let writer = self.lock_writer();
+            (Arc::clone(&writer.active), writer.sequence)
+        };
+        self.bytes_since_sync.store(0, Ordering::Release);
+        active.store().sync()?;
+        Ok(sequence)
+    }
+
+    /// Removes the oldest segments while `drop` says so (never the last one)
+    /// and returns the new lowest offset. The caller holds the writer lock.
+    fn drop_oldest(&self, mut drop: impl FnMut(&[Arc<Segment>], u64) -> bool) -> Result<u64> {
+        let (removed, lowest) = {
+            let mut segments = self.write_segments();
+            let mut total: u64 = segments.iter().map(|s| s.size_bytes()).sum();
+            let mut removed = Vec::new();
+            while segments.len() > 1 && drop(&segments, total) {
+                let oldest = segments.remove(0);
+                total -= oldest.size_bytes();
+                removed.push(oldest);
+            }
+            let lowest = segments[0].base_offset();
+            self.lowest_offset.store(lowest, Ordering::Release);
+            (removed, lowest)
+        };
+        // Readers holding a removed segment keep reading it through their
+        // open file handles.
+        for segment in &removed {
+            segment.remove_files()?;
+        }
+        if !removed.is_empty() {
+            sync_dir(&self.dir)?;
+        }
+        Ok(lowest)
+    }
+
+    fn enforce_retention_locked(&self, now_ms: u64) -> Result<usize> {
+        let retention = self.config.retention;
+        if retention.bytes_max.is_none() && retention.age_max_ms.is_none() {
+            return Ok(0);
+        }
+        let before = self.read_segments().len();
+        self.drop_oldest(|segments, total| {
+            let too_big = retention.bytes_max.is_some_and(|max| total > max);
+            let age = now_ms.saturating_sub(segments[0].newest_timestamp_ms());
+            let too_old = retention.age_max_ms.is_some_and(|max| age > max);
+            too_big || too_old
+        })?;
+        Ok(before - self.read_segments().len())
+    }
+
+    fn truncate_suffix_locked(&self, writer: &mut Writer, keep_below: u64) -> Result<()> {
+        let (removed, keep) = {
+            let mut segments = self.write_segments();
+            let mut removed = Vec::new();
+            while segments.len() > 1 && segments.last().is_some_and(|s| s.base_offset() >= keep_below) {
+                removed.extend(segments.pop());
+            }
+            (removed, Arc::clone(segments.last().expect("a log always has a segment")))
+        };
+        // Publish first, so readers stop asking for records about to go.
+        self.next_offset.store(keep_below, Ordering::Release);
+        // Newest first: a crash part-way leaves a log without gaps.
+        for segment in &removed {
+            segment.remove_files()?;
+        }
+        keep.truncate_records(keep_below.saturating_sub(keep.base_offset()))?;
+        if !Arc::ptr_eq(&keep, &writer.active) {
+            keep.unseal(&self.config)?;
+            writer.active = keep;
+        }
+        sync_dir(&self.dir)
+    }
+
+    fn reset_locked(&self, writer: &mut Writer, next_offset: u64) -> Result<()> {
+        let removed: Vec<Arc<Segment>> = std::mem::take(&mut *self.write_segments());
+        for segment in removed.iter().rev() {
+            segment.remove_files()?;
+        }
+        let segment = Arc::new(Segment::create(&self.dir, next_offset, &self.config)?);
+        sync_dir(&self.dir)?;
+        self.write_segments().push(Arc::clone(&segment));
+        writer.active = segment;
+        self.lowest_offset.store(next_offset, Ordering::Release);
+        self.next_offset.store(next_offset, Ordering::Release);
+        Ok(())
+    }
+}
