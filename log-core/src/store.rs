@@ -106,6 +106,8 @@ impl Store {
     pub(crate) fn sync(&self) -> Result<()> {
         self.flush()?;
         #[cfg(test)]
+        crate::testing::wait_at_sync_gate(&self.path);
+        #[cfg(test)]
         if crate::testing::take_injected_sync_failure(&self.path) {
             return Err(crate::Error::io(&self.path, std::io::Error::other("injected fsync failure")));
         }

@@ -1,0 +1,107 @@
+//! Group commit and failure handling, driven deterministically with the sync
+//! gate and fault injection of `crate::testing`.
+
+use std::time::{Duration, Instant};
+
+use super::*;
+use crate::testing;
+
+/// How long a test waits for threads to reach a state before failing; far
+/// above the microseconds it takes, so only a real hang trips it.
+const CONDITION_TIMEOUT: Duration = Duration::from_secs(20);
+
+fn wait_until(what: &str, condition: impl Fn() -> bool) {
+    let deadline = Instant::now() + CONDITION_TIMEOUT;
+    while !condition() {
+        assert!(Instant::now() < deadline, "timed out waiting until {what}");
+        std::thread::yield_now();
+    }
+}
+
+fn always() -> Config {
+    Config { fsync: FsyncPolicy::Always, ..Config::default() }
+}
+
+/// Goal: appenders that arrive while an fsync runs share the next one.
+/// Method: hold the first appender's fsync at the gate, let seven more append
+/// and queue, release: exactly two syncs cover all eight appends.
+#[test]
+fn appenders_arriving_during_an_fsync_share_the_next_one() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let log = Log::open(dir.path(), always()).expect("open");
+    testing::close_sync_gate(dir.path());
+    std::thread::scope(|scope| {
+        let log = &log;
+        let first = scope.spawn(|| log.append(&Record::new(b"first".to_vec())));
+        wait_until("the first fsync is held", || testing::syncs_held() == 1);
+        let others: Vec<_> =
+            (0..7).map(|i| scope.spawn(move || log.append(&Record::new(format!("r{i}"))))).collect();
+        wait_until("all seven have written", || log.next_offset() == 8);
+        // Reads never wait on an fsync: every record reads while one is held.
+        for offset in 0..8 {
+            log.read(offset).expect("read during a held fsync");
+        }
+        testing::open_sync_gate();
+        let mut offsets: Vec<u64> = others.into_iter().map(|h| h.join().expect("join").expect("append")).collect();
+        offsets.push(first.join().expect("join").expect("append"));
+        offsets.sort_unstable();
+        assert_eq!(offsets, (0..8).collect::<Vec<_>>());
+    });
+    assert_eq!(log.sync_count(), 2, "eight appends, one held fsync, one shared fsync");
+}
+
+/// Goal: an fsync error reaches every waiting appender and the log refuses
+/// writes until reopened (no "fsyncgate"); reopening recovers.
+#[test]
+fn an_fsync_failure_fails_every_waiter_and_later_writes() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let log = Log::open(dir.path(), always()).expect("open");
+    log.append(&Record::new(b"durable".to_vec())).expect("append before the failure");
+    testing::close_sync_gate(dir.path());
+    testing::inject_sync_failure(dir.path());
+    std::thread::scope(|scope| {
+        let log = &log;
+        let waiters: Vec<_> = (0..4).map(|i| scope.spawn(move || log.append(&Record::new(format!("w{i}"))))).collect();
+        wait_until("all four have written", || log.next_offset() == 5);
+        testing::open_sync_gate();
+        for waiter in waiters {
+            let result = waiter.join().expect("join");
+            assert!(matches!(result, Err(Error::Failed { ref cause }) if cause.contains("injected")), "{result:?}");
+        }
+    });
+    assert!(matches!(log.append(&Record::new(b"later".to_vec())), Err(Error::Failed { .. })));
+    assert!(matches!(log.sync(), Err(Error::Failed { .. })));
+    assert!(matches!(log.truncate_suffix(0), Err(Error::Failed { .. })));
+    // Reads still work, and close refuses to mark the directory clean.
+    assert_eq!(log.read(0).expect("read").value, b"durable");
+    assert!(matches!(log.close(), Err(Error::Failed { .. })));
+    drop(log);
+    let reopened = Log::open(dir.path(), always()).expect("reopen");
+    assert!(!reopened.opened_clean());
+    assert_eq!(reopened.read(0).expect("read").value, b"durable");
+    let offset = reopened.append(&Record::new(b"after".to_vec())).expect("append after reopen");
+    assert_eq!(reopened.read(offset).expect("read").value, b"after");
+}
+
+/// Goal: with `interval`, appends return before their sync and the
+/// background thread makes them durable.
+#[test]
+fn interval_policy_syncs_in_the_background() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = Config { fsync: FsyncPolicy::Interval { interval_ms: 5, bytes: u64::MAX }, ..Config::default() };
+    let log = Log::open(dir.path(), config).expect("open");
+    log.append(&Record::new(b"x".to_vec())).expect("append");
+    wait_until("the background sync ran", || log.sync_count() >= 1);
+}
+
+/// Goal: with `interval`, crossing the byte threshold syncs inline.
+#[test]
+fn interval_policy_syncs_inline_past_the_byte_threshold() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = Config { fsync: FsyncPolicy::Interval { interval_ms: 3_600_000, bytes: 100 }, ..Config::default() };
+    let log = Log::open(dir.path(), config).expect("open");
+    log.append(&Record::new(vec![0; 10])).expect("small append");
+    assert_eq!(log.sync_count(), 0);
+    log.append(&Record::new(vec![0; 100])).expect("append past the threshold");
+    assert_eq!(log.sync_count(), 1);
+}
