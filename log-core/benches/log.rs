@@ -66,7 +66,7 @@ fn scratch_dir() -> TempDir {
 }
 
 fn size_name(bytes: usize) -> String {
-    if bytes % KIB == 0 {
+    if bytes.is_multiple_of(KIB) {
         format!("{}KiB", bytes / KIB)
     } else {
         format!("{bytes}B")
