@@ -1,7 +1,7 @@
 //! Log configuration and its validation.
 
-use crate::record::FRAME_HEADER_BYTES;
 use crate::index::ENTRY_BYTES;
+use crate::record::FRAME_HEADER_BYTES;
 
 /// When appended records are forced to stable storage.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -83,7 +83,10 @@ pub struct ConfigError {
 }
 
 fn reject(field: &'static str, reason: impl Into<String>) -> Result<(), ConfigError> {
-    Err(ConfigError { field, reason: reason.into() })
+    Err(ConfigError {
+        field,
+        reason: reason.into(),
+    })
 }
 
 impl Config {
@@ -97,7 +100,10 @@ impl Config {
             return reject("record_bytes_max", format!("must be in 1..={}", u32::MAX));
         }
         if self.segment_bytes_max > SEGMENT_BYTES_LIMIT {
-            return reject("segment_bytes_max", format!("must be at most {SEGMENT_BYTES_LIMIT}"));
+            return reject(
+                "segment_bytes_max",
+                format!("must be at most {SEGMENT_BYTES_LIMIT}"),
+            );
         }
         if self.segment_bytes_max < self.record_bytes_max + header {
             return reject(
@@ -109,7 +115,10 @@ impl Config {
             );
         }
         if self.index_entries_max == 0 || self.index_entries_max > INDEX_ENTRIES_LIMIT {
-            return reject("index_entries_max", format!("must be in 1..={INDEX_ENTRIES_LIMIT}"));
+            return reject(
+                "index_entries_max",
+                format!("must be in 1..={INDEX_ENTRIES_LIMIT}"),
+            );
         }
         if let FsyncPolicy::Interval { interval_ms, bytes } = self.fsync {
             if interval_ms == 0 {
@@ -144,24 +153,72 @@ mod tests {
     #[test]
     fn each_bad_field_is_named() {
         let cases: Vec<(Config, &str)> = vec![
-            (Config { record_bytes_max: 0, ..Config::default() }, "record_bytes_max"),
-            (Config { segment_bytes_max: 100, ..Config::default() }, "segment_bytes_max"),
-            (Config { segment_bytes_max: 1 << 33, ..Config::default() }, "segment_bytes_max"),
-            (Config { index_entries_max: 0, ..Config::default() }, "index_entries_max"),
             (
-                Config { fsync: FsyncPolicy::Interval { interval_ms: 0, bytes: 1 }, ..Config::default() },
+                Config {
+                    record_bytes_max: 0,
+                    ..Config::default()
+                },
+                "record_bytes_max",
+            ),
+            (
+                Config {
+                    segment_bytes_max: 100,
+                    ..Config::default()
+                },
+                "segment_bytes_max",
+            ),
+            (
+                Config {
+                    segment_bytes_max: 1 << 33,
+                    ..Config::default()
+                },
+                "segment_bytes_max",
+            ),
+            (
+                Config {
+                    index_entries_max: 0,
+                    ..Config::default()
+                },
+                "index_entries_max",
+            ),
+            (
+                Config {
+                    fsync: FsyncPolicy::Interval {
+                        interval_ms: 0,
+                        bytes: 1,
+                    },
+                    ..Config::default()
+                },
                 "fsync.interval_ms",
             ),
             (
-                Config { fsync: FsyncPolicy::Interval { interval_ms: 1, bytes: 0 }, ..Config::default() },
+                Config {
+                    fsync: FsyncPolicy::Interval {
+                        interval_ms: 1,
+                        bytes: 0,
+                    },
+                    ..Config::default()
+                },
                 "fsync.bytes",
             ),
             (
-                Config { retention: Retention { bytes_max: Some(0), age_max_ms: None }, ..Config::default() },
+                Config {
+                    retention: Retention {
+                        bytes_max: Some(0),
+                        age_max_ms: None,
+                    },
+                    ..Config::default()
+                },
                 "retention.bytes_max",
             ),
             (
-                Config { retention: Retention { bytes_max: None, age_max_ms: Some(0) }, ..Config::default() },
+                Config {
+                    retention: Retention {
+                        bytes_max: None,
+                        age_max_ms: Some(0),
+                    },
+                    ..Config::default()
+                },
                 "retention.age_max_ms",
             ),
         ];

@@ -11,7 +11,9 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 #[non_exhaustive]
 pub enum Error {
     /// The offset is below the first retained record or above the last one.
-    #[error("offset {offset} is out of range: the log holds offsets {lowest}..{next} (next is exclusive)")]
+    #[error(
+        "offset {offset} is out of range: the log holds offsets {lowest}..{next} (next is exclusive)"
+    )]
     OutOfRange {
         /// The offset asked for.
         offset: u64,
@@ -79,11 +81,22 @@ pub enum Error {
 
 impl Error {
     pub(crate) fn io(path: impl Into<PathBuf>, source: io::Error) -> Self {
-        Self::Io { path: path.into(), source }
+        Self::Io {
+            path: path.into(),
+            source,
+        }
     }
 
-    pub(crate) fn corrupt(path: impl Into<PathBuf>, position: u64, reason: impl Into<String>) -> Self {
-        Self::Corrupt { path: path.into(), position, reason: reason.into() }
+    pub(crate) fn corrupt(
+        path: impl Into<PathBuf>,
+        position: u64,
+        reason: impl Into<String>,
+    ) -> Self {
+        Self::Corrupt {
+            path: path.into(),
+            position,
+            reason: reason.into(),
+        }
     }
 }
 

@@ -61,8 +61,22 @@ impl Index {
     /// its first `len` entries, which the caller has validated.
     pub(crate) fn open(path: &Path, capacity: u64, len: u64) -> Result<Self> {
         debug_assert!(len <= capacity);
-        let file = OpenOptions::new().read(true).write(true).create(true).truncate(false).open(path).at(path)?;
-        let index = Self { path: path.to_owned(), file, mapped: RwLock::new(Mapped { map: None, len, capacity: 0 }) };
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(path)
+            .at(path)?;
+        let index = Self {
+            path: path.to_owned(),
+            file,
+            mapped: RwLock::new(Mapped {
+                map: None,
+                len,
+                capacity: 0,
+            }),
+        };
         index.resize(capacity)?;
         Ok(index)
     }
@@ -70,7 +84,13 @@ impl Index {
     /// Replaces the file's content with entries for `positions`, sized to
     /// `capacity` entries.
     pub(crate) fn rebuild(path: &Path, capacity: u64, positions: &[u32]) -> Result<Self> {
-        let file = OpenOptions::new().read(true).write(true).create(true).truncate(true).open(path).at(path)?;
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(path)
+            .at(path)?;
         drop(file);
         let index = Self::open(path, capacity, 0)?;
         for &position in positions {
@@ -86,11 +106,15 @@ impl Index {
     fn read(&self) -> RwLockReadGuard<'_, Mapped> {
         // A panic while holding the lock cannot leave the map half-updated in a
         // way readers care about (entries are written before `len` grows).
-        self.mapped.read().unwrap_or_else(std::sync::PoisonError::into_inner)
+        self.mapped
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     fn write(&self) -> RwLockWriteGuard<'_, Mapped> {
-        self.mapped.write().unwrap_or_else(std::sync::PoisonError::into_inner)
+        self.mapped
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// Entries in use.
@@ -123,7 +147,10 @@ impl Index {
     pub(crate) fn push(&self, position: u32) {
         let mut mapped = self.write();
         let len = mapped.len;
-        assert!(len < mapped.capacity, "index full: the segment must roll before this");
+        assert!(
+            len < mapped.capacity,
+            "index full: the segment must roll before this"
+        );
         let relative = u32::try_from(len).expect("index capacity fits u32");
         let at = usize::try_from(len).expect("index fits in memory") * ENTRY_BYTES;
         if let Some(map) = mapped.map.as_mut() {
@@ -158,7 +185,11 @@ impl Index {
         mapped.map = None;
         let bytes = capacity * ENTRY_BYTES as u64;
         self.file.set_len(bytes).at(&self.path)?;
-        mapped.map = if bytes == 0 { None } else { Some(mmap::map_mut(&self.file).at(&self.path)?) };
+        mapped.map = if bytes == 0 {
+            None
+        } else {
+            Some(mmap::map_mut(&self.file).at(&self.path)?)
+        };
         mapped.capacity = capacity;
         Ok(())
     }
@@ -202,13 +233,19 @@ mod tests {
             index.push(position);
         }
         index.seal().expect("seal");
-        assert_eq!(std::fs::metadata(&path).expect("stat").len(), 3 * ENTRY_BYTES as u64);
+        assert_eq!(
+            std::fs::metadata(&path).expect("stat").len(),
+            3 * ENTRY_BYTES as u64
+        );
         drop(index);
         let index = Index::open(&path, 16, 3).expect("reopen");
         assert_eq!(index.span(1), Some((40, Some(90))));
         assert_eq!(index.span(2), Some((90, None)));
         assert_eq!(index.position(3), None);
-        assert_eq!(std::fs::metadata(&path).expect("stat").len(), 16 * ENTRY_BYTES as u64);
+        assert_eq!(
+            std::fs::metadata(&path).expect("stat").len(),
+            16 * ENTRY_BYTES as u64
+        );
     }
 
     #[test]

@@ -33,12 +33,14 @@ mod store;
 #[cfg(test)]
 mod testing;
 
-pub use config::{Config, ConfigError, FsyncPolicy, INDEX_ENTRIES_LIMIT, Retention, SEGMENT_BYTES_LIMIT};
+pub use config::{
+    Config, ConfigError, FsyncPolicy, INDEX_ENTRIES_LIMIT, Retention, SEGMENT_BYTES_LIMIT,
+};
 pub use error::{Error, Result};
 pub use index::ENTRY_BYTES as INDEX_ENTRY_BYTES;
 pub use log::Log;
 pub use reader::LogReader;
 pub use record::{
-    FRAME_HEADER_BYTES, FRAME_VERSION, FrameError, FrameMeta, Record, RecordKind, check_frame, decode_frame,
-    encode_frame, now_ms,
+    FRAME_HEADER_BYTES, FRAME_VERSION, FrameError, FrameMeta, Record, RecordKind, check_frame,
+    decode_frame, encode_frame, now_ms,
 };

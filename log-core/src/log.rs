@@ -4,7 +4,9 @@ use std::fs::{File, OpenOptions};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{self, RecvTimeoutError};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::sync::{
+    Arc, Condvar, Mutex, MutexGuard, OnceLock, RwLock, RwLockReadGuard, RwLockWriteGuard,
+};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
@@ -46,8 +48,8 @@ struct Flusher {
 struct Shared {
     dir: PathBuf,
     config: Config,
-    /// Holds the directory lock for as long as the log lives.
-    _lock: File,
+    /// Holds the directory lock until the log is closed or dropped.
+    lock: File,
     segments: RwLock<Vec<Arc<Segment>>>,
     writer: Mutex<Writer>,
     next_offset: AtomicU64,
@@ -81,7 +83,9 @@ struct SyncState {
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    mutex
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 fn sync_dir(dir: &Path) -> Result<()> {
@@ -114,8 +118,13 @@ impl Log {
         std::fs::create_dir_all(&dir).at(&dir)?;
         sync_dir(&dir)?;
         let lock_path = dir.join(LOCK_FILE);
-        let lock_file =
-            OpenOptions::new().read(true).write(true).create(true).truncate(false).open(&lock_path).at(&lock_path)?;
+        let lock_file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&lock_path)
+            .at(&lock_path)?;
         match lock_file.try_lock() {
             Ok(()) => {}
             Err(std::fs::TryLockError::WouldBlock) => return Err(Error::Locked { path: dir }),
@@ -130,16 +139,27 @@ impl Log {
             std::fs::remove_file(&clean_path).at(&clean_path)?;
             sync_dir(&dir)?;
         }
-        let active = segments.last().cloned().expect("open_segments returns at least one segment");
+        let active = segments
+            .last()
+            .cloned()
+            .expect("open_segments returns at least one segment");
         let lowest = segments.first().map_or(0, |s| s.base_offset());
         let shared = Arc::new(Shared {
             dir,
             next_offset: AtomicU64::new(active.next_offset()),
             lowest_offset: AtomicU64::new(lowest),
-            writer: Mutex::new(Writer { active, frames: Vec::new(), starts: Vec::new(), sequence: 0 }),
+            writer: Mutex::new(Writer {
+                active,
+                frames: Vec::new(),
+                starts: Vec::new(),
+                sequence: 0,
+            }),
             segments: RwLock::new(segments),
-            _lock: lock_file,
-            durability: Mutex::new(SyncState { synced_sequence: 0, syncing: false }),
+            lock: lock_file,
+            durability: Mutex::new(SyncState {
+                synced_sequence: 0,
+                syncing: false,
+            }),
             synced: Condvar::new(),
             bytes_since_sync: AtomicU64::new(0),
             failure: OnceLock::new(),
@@ -152,7 +172,10 @@ impl Log {
             FsyncPolicy::Interval { interval_ms, .. } => Some(Flusher::spawn(&shared, interval_ms)),
             FsyncPolicy::Always | FsyncPolicy::Never => None,
         };
-        Ok(Self { shared, flusher: Mutex::new(flusher) })
+        Ok(Self {
+            shared,
+            flusher: Mutex::new(flusher),
+        })
     }
 
     fn open_segments(dir: &Path, config: &Config, clean: bool) -> Result<Vec<Arc<Segment>>> {
@@ -246,7 +269,8 @@ impl Log {
     /// # Errors
     /// [`Error::OffsetMismatch`] (nothing is written) and those of `append`.
     pub fn append_at(&self, expected: u64, record: &Record) -> Result<u64> {
-        self.shared.append(Some(expected), std::slice::from_ref(record))
+        self.shared
+            .append(Some(expected), std::slice::from_ref(record))
     }
 
     /// [`append_batch`](Self::append_batch) whose first record must get
@@ -291,7 +315,9 @@ impl Log {
         }
         let segments: Vec<Arc<Segment>> = {
             let all = self.shared.read_segments();
-            let first = all.partition_point(|s| s.base_offset() <= from).saturating_sub(1);
+            let first = all
+                .partition_point(|s| s.base_offset() <= from)
+                .saturating_sub(1);
             all[first..].to_vec()
         };
         let mut bytes = 0;
@@ -329,7 +355,11 @@ impl Log {
 
     /// Bytes in all segment stores.
     pub fn size_bytes(&self) -> u64 {
-        self.shared.read_segments().iter().map(|s| s.size_bytes()).sum()
+        self.shared
+            .read_segments()
+            .iter()
+            .map(|s| s.size_bytes())
+            .sum()
     }
 
     /// Segments in the log.
@@ -369,7 +399,8 @@ impl Log {
     pub fn truncate_prefix(&self, offset: u64) -> Result<u64> {
         self.shared.check_writable()?;
         let _writer = self.shared.lock_writer();
-        self.shared.drop_oldest(|segments, _| segments[1].base_offset() <= offset)
+        self.shared
+            .drop_oldest(|segments, _| segments[1].base_offset() <= offset)
     }
 
     /// Removes every record above `after_offset`, across segments, durably
@@ -450,12 +481,21 @@ impl Log {
         self.stop_flusher();
         let writer = self.shared.lock_writer();
         if let Some(cause) = self.shared.failure.get() {
-            return Err(Error::Failed { cause: cause.clone() });
+            return Err(Error::Failed {
+                cause: cause.clone(),
+            });
         }
         writer.active.seal()?;
         let clean_path = self.shared.dir.join(CLEAN_SHUTDOWN_FILE);
-        File::create(&clean_path).and_then(|f| f.sync_all()).at(&clean_path)?;
-        sync_dir(&self.shared.dir)
+        File::create(&clean_path)
+            .and_then(|f| f.sync_all())
+            .at(&clean_path)?;
+        sync_dir(&self.shared.dir)?;
+        // Let the directory be opened again, in this process or another.
+        self.shared
+            .lock
+            .unlock()
+            .at(&self.shared.dir.join(LOCK_FILE))
     }
 
     /// Closes the log and deletes its directory.
@@ -509,7 +549,9 @@ impl Flusher {
         let thread = std::thread::Builder::new()
             .name("log-sync".into())
             .spawn(move || {
-                while let Err(RecvTimeoutError::Timeout) = stopped.recv_timeout(Duration::from_millis(interval_ms)) {
+                while let Err(RecvTimeoutError::Timeout) =
+                    stopped.recv_timeout(Duration::from_millis(interval_ms))
+                {
                     if shared.failure.get().is_some() {
                         continue;
                     }
@@ -530,21 +572,31 @@ impl Shared {
     }
 
     fn read_segments(&self) -> RwLockReadGuard<'_, Vec<Arc<Segment>>> {
-        self.segments.read().unwrap_or_else(std::sync::PoisonError::into_inner)
+        self.segments
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     fn write_segments(&self) -> RwLockWriteGuard<'_, Vec<Arc<Segment>>> {
-        self.segments.write().unwrap_or_else(std::sync::PoisonError::into_inner)
+        self.segments
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     fn check_open(&self) -> Result<()> {
-        if self.closed.load(Ordering::Acquire) { Err(Error::Closed) } else { Ok(()) }
+        if self.closed.load(Ordering::Acquire) {
+            Err(Error::Closed)
+        } else {
+            Ok(())
+        }
     }
 
     fn check_writable(&self) -> Result<()> {
         self.check_open()?;
         match self.failure.get() {
-            Some(cause) => Err(Error::Failed { cause: cause.clone() }),
+            Some(cause) => Err(Error::Failed {
+                cause: cause.clone(),
+            }),
             None => Ok(()),
         }
     }
@@ -576,7 +628,11 @@ impl Shared {
     fn explain_read_error(&self, offset: u64, error: Error) -> Error {
         let lowest = self.lowest_offset.load(Ordering::Acquire);
         let next = self.next_offset.load(Ordering::Acquire);
-        if offset < lowest || offset >= next { self.out_of_range(offset) } else { error }
+        if offset < lowest || offset >= next {
+            self.out_of_range(offset)
+        } else {
+            error
+        }
     }
 
     fn segment_for(&self, offset: u64) -> Result<Arc<Segment>> {
@@ -595,7 +651,10 @@ impl Shared {
         self.check_writable()?;
         let limit = self.config.record_bytes_max;
         if let Some(record) = records.iter().find(|r| r.value.len() as u64 > limit) {
-            return Err(Error::RecordTooLarge { size: record.value.len() as u64, limit });
+            return Err(Error::RecordTooLarge {
+                size: record.value.len() as u64,
+                limit,
+            });
         }
         let mut writer = self.lock_writer();
         self.check_writable()?;
@@ -603,7 +662,10 @@ impl Shared {
         if let Some(expected) = expected
             && expected != first
         {
-            return Err(Error::OffsetMismatch { expected, next: first });
+            return Err(Error::OffsetMismatch {
+                expected,
+                next: first,
+            });
         }
         if records.is_empty() {
             return Ok(first);
@@ -614,7 +676,9 @@ impl Shared {
         drop(writer);
         match self.config.fsync {
             FsyncPolicy::Always => self.wait_durable(sequence)?,
-            FsyncPolicy::Interval { bytes: threshold, .. } => {
+            FsyncPolicy::Interval {
+                bytes: threshold, ..
+            } => {
                 if self.bytes_since_sync.fetch_add(bytes, Ordering::AcqRel) + bytes >= threshold {
                     self.wait_durable(sequence)?;
                 }
@@ -635,7 +699,10 @@ impl Shared {
             let mut end = done;
             while end < records.len() {
                 let frame = records[end].frame_bytes() as u64;
-                if !writer.active.fits(bytes + frame, (end - done + 1) as u64, &self.config) {
+                if !writer
+                    .active
+                    .fits(bytes + frame, (end - done + 1) as u64, &self.config)
+                {
                     break;
                 }
                 bytes += frame;
@@ -653,12 +720,20 @@ impl Shared {
                 self.roll(writer)?;
                 continue;
             }
-            let Writer { active, frames, starts, .. } = writer;
+            let Writer {
+                active,
+                frames,
+                starts,
+                ..
+            } = writer;
             frames.clear();
             starts.clear();
             let mut newest = 0;
             for record in &records[done..end] {
-                starts.push(u32::try_from(frames.len()).expect("batch chunk is bounded by the segment size"));
+                starts.push(
+                    u32::try_from(frames.len())
+                        .expect("batch chunk is bounded by the segment size"),
+                );
                 encode_frame(record, offset, frames);
                 newest = newest.max(record.timestamp_ms);
                 offset += 1;
@@ -694,13 +769,18 @@ impl Shared {
         let mut state = lock(&self.durability);
         loop {
             if let Some(cause) = self.failure.get() {
-                return Err(Error::Failed { cause: cause.clone() });
+                return Err(Error::Failed {
+                    cause: cause.clone(),
+                });
             }
             if state.synced_sequence >= sequence {
                 return Ok(());
             }
             if state.syncing {
-                state = self.synced.wait(state).unwrap_or_else(std::sync::PoisonError::into_inner);
+                state = self
+                    .synced
+                    .wait(state)
+                    .unwrap_or_else(std::sync::PoisonError::into_inner);
                 continue;
             }
             state.syncing = true;
@@ -775,10 +855,17 @@ impl Shared {
         let (removed, keep) = {
             let mut segments = self.write_segments();
             let mut removed = Vec::new();
-            while segments.len() > 1 && segments.last().is_some_and(|s| s.base_offset() >= keep_below) {
+            while segments.len() > 1
+                && segments
+                    .last()
+                    .is_some_and(|s| s.base_offset() >= keep_below)
+            {
                 removed.extend(segments.pop());
             }
-            (removed, Arc::clone(segments.last().expect("a log always has a segment")))
+            (
+                removed,
+                Arc::clone(segments.last().expect("a log always has a segment")),
+            )
         };
         // Publish first, so readers stop asking for records about to go.
         self.next_offset.store(keep_below, Ordering::Release);

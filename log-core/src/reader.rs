@@ -20,7 +20,11 @@ impl LogReader {
             let size = s.size_bytes();
             (s, size)
         });
-        Self { segments: segments.collect(), current: 0, position: 0 }
+        Self {
+            segments: segments.collect(),
+            current: 0,
+            position: 0,
+        }
     }
 }
 
@@ -32,8 +36,12 @@ impl Read for LogReader {
                 self.position = 0;
                 continue;
             }
-            let len = usize::try_from(*size - self.position).map_or(buf.len(), |n| n.min(buf.len()));
-            let bytes = segment.store().read_at(self.position, len).map_err(io::Error::other)?;
+            let len =
+                usize::try_from(*size - self.position).map_or(buf.len(), |n| n.min(buf.len()));
+            let bytes = segment
+                .store()
+                .read_at(self.position, len)
+                .map_err(io::Error::other)?;
             buf[..len].copy_from_slice(&bytes);
             self.position += len as u64;
             return Ok(len);
@@ -44,6 +52,8 @@ impl Read for LogReader {
 
 impl std::fmt::Debug for LogReader {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("LogReader").field("segments", &self.segments.len()).finish_non_exhaustive()
+        f.debug_struct("LogReader")
+            .field("segments", &self.segments.len())
+            .finish_non_exhaustive()
     }
 }

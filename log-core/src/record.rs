@@ -85,7 +85,13 @@ pub struct Record {
 impl Record {
     /// A data record with the current time and term 0.
     pub fn new(value: impl Into<Vec<u8>>) -> Self {
-        Self { offset: 0, term: 0, timestamp_ms: now_ms(), kind: RecordKind::Data, value: value.into() }
+        Self {
+            offset: 0,
+            term: 0,
+            timestamp_ms: now_ms(),
+            kind: RecordKind::Data,
+            value: value.into(),
+        }
     }
 
     /// The number of bytes this record takes in a store.
@@ -106,7 +112,8 @@ pub fn now_ms() -> u64 {
 /// The payload length must fit in a `u32`; the log checks the configured
 /// record limit (always far below that) before encoding.
 pub fn encode_frame(record: &Record, offset: u64, out: &mut Vec<u8>) {
-    let length = u32::try_from(record.value.len()).expect("record limit is checked before encoding");
+    let length =
+        u32::try_from(record.value.len()).expect("record limit is checked before encoding");
     let start = out.len();
     out.reserve(FRAME_HEADER_BYTES + record.value.len());
     out.extend_from_slice(&length.to_le_bytes());
@@ -145,7 +152,9 @@ pub enum FrameError {
 impl std::fmt::Display for FrameError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            Self::Incomplete { needed: Some(n) } => write!(f, "incomplete frame ({n} bytes needed)"),
+            Self::Incomplete { needed: Some(n) } => {
+                write!(f, "incomplete frame ({n} bytes needed)")
+            }
             Self::Incomplete { needed: None } => f.write_str("incomplete frame header"),
             Self::Checksum => f.write_str("checksum mismatch"),
             Self::Invalid(what) => write!(f, "invalid frame: {what}"),
@@ -180,8 +189,13 @@ pub fn check_frame(bytes: &[u8], payload_bytes_max: u64) -> Result<FrameMeta, Fr
         // us treat the rest of the file as one record.
         return Err(FrameError::Invalid("length above the record limit"));
     }
-    let Some(frame) = usize::try_from(frame_bytes).ok().and_then(|n| bytes.get(..n)) else {
-        return Err(FrameError::Incomplete { needed: Some(frame_bytes) });
+    let Some(frame) = usize::try_from(frame_bytes)
+        .ok()
+        .and_then(|n| bytes.get(..n))
+    else {
+        return Err(FrameError::Incomplete {
+            needed: Some(frame_bytes),
+        });
     };
     if frame_crc(frame) != read_u32(frame, CRC_AT) {
         return Err(FrameError::Checksum);
@@ -209,7 +223,8 @@ pub fn check_frame(bytes: &[u8], payload_bytes_max: u64) -> Result<FrameMeta, Fr
 pub fn decode_frame(bytes: &[u8], payload_bytes_max: u64) -> Result<(Record, usize), FrameError> {
     let meta = check_frame(bytes, payload_bytes_max)?;
     let frame = &bytes[..meta.frame_bytes];
-    let kind = RecordKind::try_from(frame[KIND_AT]).map_err(|_| FrameError::Invalid("unknown record kind"))?;
+    let kind = RecordKind::try_from(frame[KIND_AT])
+        .map_err(|_| FrameError::Invalid("unknown record kind"))?;
     let record = Record {
         offset: meta.offset,
         term: read_u64(frame, TERM_AT),
@@ -222,7 +237,9 @@ pub fn decode_frame(bytes: &[u8], payload_bytes_max: u64) -> Result<(Record, usi
 
 /// The payload length a frame header declares, if `bytes` holds a header.
 pub(crate) fn declared_frame_bytes(bytes: &[u8]) -> Option<u64> {
-    bytes.get(..FRAME_HEADER_BYTES).map(|h| FRAME_HEADER_BYTES as u64 + u64::from(read_u32(h, LENGTH_AT)))
+    bytes
+        .get(..FRAME_HEADER_BYTES)
+        .map(|h| FRAME_HEADER_BYTES as u64 + u64::from(read_u32(h, LENGTH_AT)))
 }
 
 fn read_u32(bytes: &[u8], at: usize) -> u32 {
@@ -242,7 +259,13 @@ mod tests {
     use super::*;
 
     fn sample() -> Record {
-        Record { offset: 0, term: 7, timestamp_ms: 1_700_000_000_000, kind: RecordKind::Internal, value: b"hello".to_vec() }
+        Record {
+            offset: 0,
+            term: 7,
+            timestamp_ms: 1_700_000_000_000,
+            kind: RecordKind::Internal,
+            value: b"hello".to_vec(),
+        }
     }
 
     #[test]
@@ -252,13 +275,22 @@ mod tests {
         assert_eq!(buf.len(), FRAME_HEADER_BYTES + 5);
         let (record, used) = decode_frame(&buf, 1024).expect("decodes");
         assert_eq!(used, buf.len());
-        assert_eq!(record, Record { offset: 42, ..sample() });
+        assert_eq!(
+            record,
+            Record {
+                offset: 42,
+                ..sample()
+            }
+        );
     }
 
     #[test]
     fn zero_filled_bytes_never_decode() {
         for len in [FRAME_HEADER_BYTES, FRAME_HEADER_BYTES + 10, 4096] {
-            assert!(decode_frame(&vec![0; len], 1 << 20).is_err(), "{len} zero bytes decoded");
+            assert!(
+                decode_frame(&vec![0; len], 1 << 20).is_err(),
+                "{len} zero bytes decoded"
+            );
         }
     }
 
@@ -267,7 +299,13 @@ mod tests {
         let mut buf = Vec::new();
         encode_frame(&sample(), 1, &mut buf);
         for cut in 0..buf.len() {
-            assert!(matches!(decode_frame(&buf[..cut], 1024), Err(FrameError::Incomplete { .. })), "cut {cut}");
+            assert!(
+                matches!(
+                    decode_frame(&buf[..cut], 1024),
+                    Err(FrameError::Incomplete { .. })
+                ),
+                "cut {cut}"
+            );
         }
     }
 
@@ -278,14 +316,27 @@ mod tests {
         for bit in 0..buf.len() * 8 {
             let mut flipped = buf.clone();
             flipped[bit / 8] ^= 1 << (bit % 8);
-            assert!(decode_frame(&flipped, 1024).is_err(), "bit {bit} flip accepted");
+            assert!(
+                decode_frame(&flipped, 1024).is_err(),
+                "bit {bit} flip accepted"
+            );
         }
     }
 
     #[test]
     fn length_above_the_limit_is_rejected_before_reading_the_payload() {
         let mut buf = Vec::new();
-        encode_frame(&Record { value: vec![1; 100], ..sample() }, 0, &mut buf);
-        assert_eq!(decode_frame(&buf, 99), Err(FrameError::Invalid("length above the record limit")));
+        encode_frame(
+            &Record {
+                value: vec![1; 100],
+                ..sample()
+            },
+            0,
+            &mut buf,
+        );
+        assert_eq!(
+            decode_frame(&buf, 99),
+            Err(FrameError::Invalid("length above the record limit"))
+        );
     }
 }

@@ -9,7 +9,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use crate::config::Config;
 use crate::error::{Error, IoContext, Result};
 use crate::index::{ENTRY_BYTES, Index, decode_entry};
-use crate::record::{FRAME_HEADER_BYTES, FrameError, FrameMeta, Record, check_frame, declared_frame_bytes, decode_frame};
+use crate::record::{
+    FRAME_HEADER_BYTES, FrameError, FrameMeta, Record, check_frame, declared_frame_bytes,
+    decode_frame,
+};
 use crate::store::Store;
 
 /// How far recovery may trust a segment's files on open.
@@ -65,7 +68,13 @@ impl Segment {
         Ok(Self::assemble(base_offset, store, index, 0, config))
     }
 
-    fn assemble(base_offset: u64, store: Store, index: Index, newest: u64, config: &Config) -> Self {
+    fn assemble(
+        base_offset: u64,
+        store: Store,
+        index: Index,
+        newest: u64,
+        config: &Config,
+    ) -> Self {
         Self {
             base_offset,
             store,
@@ -81,25 +90,43 @@ impl Segment {
     /// # Errors
     /// [`Error::Corrupt`] naming the file and byte when a record below the
     /// tail is damaged; I/O errors.
-    pub(crate) fn open(dir: &Path, base_offset: u64, config: &Config, recovery: Recovery) -> Result<Self> {
+    pub(crate) fn open(
+        dir: &Path,
+        base_offset: u64,
+        config: &Config,
+        recovery: Recovery,
+    ) -> Result<Self> {
         let store = Store::open(&store_path(dir, base_offset), config.write_buffer_bytes)?;
         let index_path = index_path(dir, base_offset);
         if u32::try_from(store.size()).is_err() {
-            return Err(Error::corrupt(store.path(), 0, "store is larger than a segment can be (4 GiB)"));
+            return Err(Error::corrupt(
+                store.path(),
+                0,
+                "store is larger than a segment can be (4 GiB)",
+            ));
         }
         let old_entries = read_entries(&index_path)?;
         let max = config.record_bytes_max;
         let active_capacity = config.index_entries_max;
         let (index, newest) = match recovery {
             Recovery::Sealed | Recovery::ActiveClean => {
-                let capacity = |n: u64| if recovery == Recovery::Sealed { n } else { active_capacity.max(n) };
+                let capacity = |n: u64| {
+                    if recovery == Recovery::Sealed {
+                        n
+                    } else {
+                        active_capacity.max(n)
+                    }
+                };
                 if let Some((n, newest)) = validate_index(&store, base_offset, &old_entries, max)? {
                     (Index::open(&index_path, capacity(n), n)?, newest)
                 } else {
                     tracing::warn!(index = %index_path.display(), "index does not match its store; rebuilding it");
                     let scan = scan(&store, base_offset, max, None)?;
                     let n = scan.positions.len() as u64;
-                    (Index::rebuild(&index_path, capacity(n), &scan.positions)?, scan.newest_timestamp_ms)
+                    (
+                        Index::rebuild(&index_path, capacity(n), &scan.positions)?,
+                        scan.newest_timestamp_ms,
+                    )
                 }
             }
             Recovery::ActiveUnclean => {
@@ -115,7 +142,10 @@ impl Segment {
                     store.truncate(scan.valid_bytes)?;
                 }
                 let capacity = active_capacity.max(scan.positions.len() as u64);
-                (Index::rebuild(&index_path, capacity, &scan.positions)?, scan.newest_timestamp_ms)
+                (
+                    Index::rebuild(&index_path, capacity, &scan.positions)?,
+                    scan.newest_timestamp_ms,
+                )
             }
         };
         Ok(Self::assemble(base_offset, store, index, newest, config))
@@ -159,38 +189,59 @@ impl Segment {
 
     /// Appends encoded frames; `starts` are each frame's position within
     /// `frames`. The caller has checked [`fits`](Self::fits).
-    pub(crate) fn append(&self, frames: &[u8], starts: &[u32], newest_timestamp_ms: u64) -> Result<()> {
+    pub(crate) fn append(
+        &self,
+        frames: &[u8],
+        starts: &[u32],
+        newest_timestamp_ms: u64,
+    ) -> Result<()> {
         let position = self.store.append(frames)?;
         let position = u32::try_from(position).expect("segment size is limited below 4 GiB");
         for &start in starts {
             self.index.push(position + start);
         }
-        self.newest_timestamp_ms.fetch_max(newest_timestamp_ms, Ordering::AcqRel);
+        self.newest_timestamp_ms
+            .fetch_max(newest_timestamp_ms, Ordering::AcqRel);
         Ok(())
     }
 
     /// Reads the record at `offset`, or `None` if the segment does not hold it.
     pub(crate) fn read(&self, offset: u64) -> Result<Option<Record>> {
-        let Some(relative) = offset.checked_sub(self.base_offset) else { return Ok(None) };
-        let Some((start, next)) = self.index.span(relative) else { return Ok(None) };
+        let Some(relative) = offset.checked_sub(self.base_offset) else {
+            return Ok(None);
+        };
+        let Some((start, next)) = self.index.span(relative) else {
+            return Ok(None);
+        };
         let start = u64::from(start);
         let frame_bytes = match next {
             Some(end) => u64::from(end).checked_sub(start).ok_or_else(|| {
-                Error::corrupt(self.index.path(), relative * ENTRY_BYTES as u64, "index positions go backwards")
+                Error::corrupt(
+                    self.index.path(),
+                    relative * ENTRY_BYTES as u64,
+                    "index positions go backwards",
+                )
             })?,
             None => {
                 let header = self.store.read_at(start, FRAME_HEADER_BYTES)?;
-                declared_frame_bytes(&header).unwrap_or(0).min(FRAME_HEADER_BYTES as u64 + self.record_bytes_max)
+                declared_frame_bytes(&header)
+                    .unwrap_or(0)
+                    .min(FRAME_HEADER_BYTES as u64 + self.record_bytes_max)
             }
         };
-        let bytes = self.store.read_at(start, usize::try_from(frame_bytes).unwrap_or(usize::MAX))?;
+        let bytes = self
+            .store
+            .read_at(start, usize::try_from(frame_bytes).unwrap_or(usize::MAX))?;
         let (record, used) = decode_frame(&bytes, self.record_bytes_max)
             .map_err(|e| Error::corrupt(self.store.path(), start, e.to_string()))?;
         if record.offset != offset || used as u64 != frame_bytes {
             return Err(Error::corrupt(
                 self.store.path(),
                 start,
-                format!("index entry for offset {offset} points at the record of offset {}", record.offset),
+                format!(
+                    "index entry for offset {offset} points at the record of offset {}",
+                    record.offset
+                ),
             ));
         }
         Ok(Some(record))
@@ -199,10 +250,20 @@ impl Segment {
     /// Appends to `out` the records from `from` on, at most `records_max` of
     /// them and, except for the first when `out` is empty, at most
     /// `bytes_max` frame bytes. Returns the frame bytes read.
-    pub(crate) fn read_batch(&self, from: u64, bytes_max: u64, records_max: u64, out: &mut Vec<Record>) -> Result<u64> {
-        let Some(relative) = from.checked_sub(self.base_offset) else { return Ok(0) };
+    pub(crate) fn read_batch(
+        &self,
+        from: u64,
+        bytes_max: u64,
+        records_max: u64,
+        out: &mut Vec<Record>,
+    ) -> Result<u64> {
+        let Some(relative) = from.checked_sub(self.base_offset) else {
+            return Ok(0);
+        };
         let len = self.index.len();
-        let Some(start) = self.index.position(relative) else { return Ok(0) };
+        let Some(start) = self.index.position(relative) else {
+            return Ok(0);
+        };
         let start = u64::from(start);
         let wanted = records_max.min(len - relative);
         let end = match self.index.position(relative + wanted) {
@@ -212,20 +273,32 @@ impl Segment {
             None => self.store.size(),
         };
         let limit = end.saturating_sub(start).min(bytes_max);
-        let bytes = self.store.read_at(start, usize::try_from(limit).unwrap_or(usize::MAX))?;
+        let bytes = self
+            .store
+            .read_at(start, usize::try_from(limit).unwrap_or(usize::MAX))?;
         let mut at = 0;
         let mut count = 0;
         while count < wanted {
             let (record, used) = match decode_frame(&bytes[at..], self.record_bytes_max) {
                 Ok(decoded) => decoded,
                 Err(FrameError::Incomplete { .. }) => break,
-                Err(e) => return Err(Error::corrupt(self.store.path(), start + at as u64, e.to_string())),
+                Err(e) => {
+                    return Err(Error::corrupt(
+                        self.store.path(),
+                        start + at as u64,
+                        e.to_string(),
+                    ));
+                }
             };
             if record.offset != from + count {
                 return Err(Error::corrupt(
                     self.store.path(),
                     start + at as u64,
-                    format!("record of offset {} found where {} was expected", record.offset, from + count),
+                    format!(
+                        "record of offset {} found where {} was expected",
+                        record.offset,
+                        from + count
+                    ),
                 ));
             }
             out.push(record);
@@ -249,7 +322,10 @@ impl Segment {
         if records >= self.index.len() {
             return Ok(());
         }
-        let cut = self.index.position(records).map_or(self.store.size(), u64::from);
+        let cut = self
+            .index
+            .position(records)
+            .map_or(self.store.size(), u64::from);
         self.store.truncate(cut)?;
         self.index.truncate(records);
         Ok(())
@@ -271,7 +347,9 @@ impl Segment {
     pub(crate) fn remove_files(&self) -> Result<()> {
         for path in [self.store.path(), self.index.path()] {
             match std::fs::remove_file(path) {
-                Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(Error::io(path, e)),
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                    return Err(Error::io(path, e));
+                }
                 _ => {}
             }
         }
@@ -299,7 +377,12 @@ fn read_entries(path: &Path) -> Result<Vec<(u32, u32)>> {
 /// entries are dense and increasing and the last one points at the store's
 /// last frame, which ends exactly at the end of the store. Returns the entry
 /// count and newest timestamp, or `None` if the index must be rebuilt.
-fn validate_index(store: &Store, base: u64, entries: &[(u32, u32)], max: u64) -> Result<Option<(u64, u64)>> {
+fn validate_index(
+    store: &Store,
+    base: u64,
+    entries: &[(u32, u32)],
+    max: u64,
+) -> Result<Option<(u64, u64)>> {
     let size = store.size();
     let Some(&(_, last)) = entries.last() else {
         return Ok((size == 0).then_some((0, 0)));
@@ -320,7 +403,10 @@ fn validate_index(store: &Store, base: u64, entries: &[(u32, u32)], max: u64) ->
     }
     let bytes = store.read_at(last, usize::try_from(tail).unwrap_or(usize::MAX))?;
     match check_frame(&bytes, max) {
-        Ok(meta) if meta.offset == base + entries.len() as u64 - 1 && meta.frame_bytes as u64 == tail => {
+        Ok(meta)
+            if meta.offset == base + entries.len() as u64 - 1
+                && meta.frame_bytes as u64 == tail =>
+        {
             Ok(Some((entries.len() as u64, meta.timestamp_ms)))
         }
         _ => Ok(None),
@@ -344,7 +430,13 @@ struct Scan {
 /// corruption below the tail and an error.
 fn scan(store: &Store, base: u64, max: u64, tail_hints: Option<&[(u32, u32)]>) -> Result<Scan> {
     let size = store.size();
-    let mut reader = FrameReader { file: store.file(), path: store.path(), size, buffer: Vec::new(), start: 0 };
+    let mut reader = FrameReader {
+        file: store.file(),
+        path: store.path(),
+        size,
+        buffer: Vec::new(),
+        start: 0,
+    };
     let mut positions = Vec::new();
     let mut position = 0;
     let mut newest = 0;
@@ -357,22 +449,38 @@ fn scan(store: &Store, base: u64, max: u64, tail_hints: Option<&[(u32, u32)]>) -
                 position += meta.frame_bytes as u64;
                 continue;
             }
-            Ok(meta) => format!("record of offset {} found where {expected} was expected", meta.offset),
+            Ok(meta) => format!(
+                "record of offset {} found where {expected} was expected",
+                meta.offset
+            ),
             Err(e) => e.to_string(),
         };
         let Some(hints) = tail_hints else {
             return Err(Error::corrupt(store.path(), position, problem));
         };
-        if let Some(later) = later_valid_record(&mut reader, position, expected, base, hints, max)? {
+        if let Some(later) = later_valid_record(&mut reader, position, expected, base, hints, max)?
+        {
             return Err(Error::corrupt(
                 store.path(),
                 position,
-                format!("{problem}; a valid record follows at byte {later}, so this is not a torn tail"),
+                format!(
+                    "{problem}; a valid record follows at byte {later}, so this is not a torn tail"
+                ),
             ));
         }
-        return Ok(Scan { positions, valid_bytes: position, newest_timestamp_ms: newest, cut_reason: Some(problem) });
+        return Ok(Scan {
+            positions,
+            valid_bytes: position,
+            newest_timestamp_ms: newest,
+            cut_reason: Some(problem),
+        });
     }
-    Ok(Scan { positions, valid_bytes: position, newest_timestamp_ms: newest, cut_reason: None })
+    Ok(Scan {
+        positions,
+        valid_bytes: position,
+        newest_timestamp_ms: newest,
+        cut_reason: None,
+    })
 }
 
 /// Looks for a valid record after the bad frame at `position`: the frame its
@@ -408,7 +516,8 @@ fn later_valid_record(
         .collect::<Vec<_>>();
     for (k, (_, at)) in candidates {
         let at = u64::from(at);
-        if matches!(reader.check(at, max)?, Ok(FrameMeta { offset, .. }) if offset == base + k as u64) {
+        if matches!(reader.check(at, max)?, Ok(FrameMeta { offset, .. }) if offset == base + k as u64)
+        {
             return Ok(Some(at));
         }
     }
@@ -431,9 +540,14 @@ impl FrameReader<'_> {
         let end = (position + wanted).min(self.size);
         let loaded_end = self.start + self.buffer.len() as u64;
         if position < self.start || end > loaded_end {
-            let len = (end - position).max(SCAN_CHUNK_BYTES).min(self.size - position);
-            self.buffer.resize(usize::try_from(len).unwrap_or(usize::MAX), 0);
-            self.file.read_exact_at(&mut self.buffer, position).at(self.path)?;
+            let len = (end - position)
+                .max(SCAN_CHUNK_BYTES)
+                .min(self.size - position);
+            self.buffer
+                .resize(usize::try_from(len).unwrap_or(usize::MAX), 0);
+            self.file
+                .read_exact_at(&mut self.buffer, position)
+                .at(self.path)?;
             self.start = position;
         }
         let from = usize::try_from(position - self.start).unwrap_or(usize::MAX);
@@ -442,7 +556,9 @@ impl FrameReader<'_> {
     }
 
     fn declared_frame_bytes(&mut self, position: u64) -> Result<Option<u64>> {
-        Ok(declared_frame_bytes(self.window(position, FRAME_HEADER_BYTES as u64)?))
+        Ok(declared_frame_bytes(
+            self.window(position, FRAME_HEADER_BYTES as u64)?,
+        ))
     }
 
     /// Checks the frame at `position`; the outer error is I/O only.

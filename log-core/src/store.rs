@@ -34,12 +34,21 @@ pub(crate) struct Store {
 impl Store {
     /// Opens (creating) `path`; its current length is the store's size.
     pub(crate) fn open(path: &Path, buffer_bytes_max: usize) -> Result<Self> {
-        let file = OpenOptions::new().read(true).write(true).create(true).truncate(false).open(path).at(path)?;
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(path)
+            .at(path)?;
         let len = file.metadata().at(path)?.len();
         Ok(Self {
             path: path.to_owned(),
             file,
-            buffer: Mutex::new(Buffer { bytes: Vec::with_capacity(buffer_bytes_max), written: len }),
+            buffer: Mutex::new(Buffer {
+                bytes: Vec::with_capacity(buffer_bytes_max),
+                written: len,
+            }),
             written: AtomicU64::new(len),
             size: AtomicU64::new(len),
             buffer_bytes_max,
@@ -60,7 +69,9 @@ impl Store {
     }
 
     fn lock(&self) -> MutexGuard<'_, Buffer> {
-        self.buffer.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+        self.buffer
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// Appends `frames` and returns the position they start at.
@@ -75,13 +86,16 @@ impl Store {
             self.flush_locked(&mut buffer)?;
         }
         if frames.len() > self.buffer_bytes_max {
-            self.file.write_all_at(frames, buffer.written).at(&self.path)?;
+            self.file
+                .write_all_at(frames, buffer.written)
+                .at(&self.path)?;
             buffer.written += frames.len() as u64;
             self.written.store(buffer.written, Ordering::Release);
         } else {
             buffer.bytes.extend_from_slice(frames);
         }
-        self.size.store(position + frames.len() as u64, Ordering::Release);
+        self.size
+            .store(position + frames.len() as u64, Ordering::Release);
         Ok(position)
     }
 
@@ -89,7 +103,9 @@ impl Store {
         if buffer.bytes.is_empty() {
             return Ok(());
         }
-        self.file.write_all_at(&buffer.bytes, buffer.written).at(&self.path)?;
+        self.file
+            .write_all_at(&buffer.bytes, buffer.written)
+            .at(&self.path)?;
         buffer.written += buffer.bytes.len() as u64;
         buffer.bytes.clear();
         self.written.store(buffer.written, Ordering::Release);
@@ -109,7 +125,10 @@ impl Store {
         crate::testing::wait_at_sync_gate(&self.path);
         #[cfg(test)]
         if crate::testing::take_injected_sync_failure(&self.path) {
-            return Err(crate::Error::io(&self.path, std::io::Error::other("injected fsync failure")));
+            return Err(crate::Error::io(
+                &self.path,
+                std::io::Error::other("injected fsync failure"),
+            ));
         }
         self.file.sync_data().at(&self.path)
     }
@@ -125,12 +144,17 @@ impl Store {
         }
         let buffer = self.lock();
         let written = buffer.written;
-        let from_file = usize::try_from(written.saturating_sub(position)).map_or(len, |n| n.min(len));
+        let from_file =
+            usize::try_from(written.saturating_sub(position)).map_or(len, |n| n.min(len));
         let buffered = &buffer.bytes;
         let skip = usize::try_from(position.saturating_sub(written)).unwrap_or(usize::MAX);
         let wanted = len - from_file;
         let Some(part) = buffered.get(skip..).and_then(|b| b.get(..wanted)) else {
-            return Err(crate::Error::corrupt(&self.path, position, "read past the end of the store"));
+            return Err(crate::Error::corrupt(
+                &self.path,
+                position,
+                "read past the end of the store",
+            ));
         };
         out[from_file..].copy_from_slice(part);
         drop(buffer);
@@ -182,7 +206,9 @@ mod tests {
             expected.extend_from_slice(&chunk);
             // Every range that straddles the written/buffered boundary.
             for start in 0..expected.len() {
-                let got = store.read_at(start as u64, expected.len() - start).expect("read");
+                let got = store
+                    .read_at(start as u64, expected.len() - start)
+                    .expect("read");
                 assert_eq!(got, expected[start..]);
             }
         }

@@ -7,12 +7,16 @@ static FAIL_NEXT_SYNC_UNDER: Mutex<Option<PathBuf>> = Mutex::new(None);
 
 /// Makes the next store sync of a file under `dir` fail.
 pub(crate) fn inject_sync_failure(dir: &Path) {
-    *FAIL_NEXT_SYNC_UNDER.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(dir.to_owned());
+    *FAIL_NEXT_SYNC_UNDER
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(dir.to_owned());
 }
 
 /// Whether a sync of `path` must fail now (consumes the injection).
 pub(crate) fn take_injected_sync_failure(path: &Path) -> bool {
-    let mut slot = FAIL_NEXT_SYNC_UNDER.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    let mut slot = FAIL_NEXT_SYNC_UNDER
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
     if slot.as_ref().is_some_and(|dir| path.starts_with(dir)) {
         *slot = None;
         return true;
@@ -31,7 +35,9 @@ static SYNC_GATE: Mutex<Gate> = Mutex::new(Gate { dir: None, held: 0 });
 static SYNC_GATE_CHANGED: std::sync::Condvar = std::sync::Condvar::new();
 
 fn gate() -> std::sync::MutexGuard<'static, Gate> {
-    SYNC_GATE.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    SYNC_GATE
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 /// Holds syncs of files under `dir` until [`open_sync_gate`].
@@ -59,7 +65,9 @@ pub(crate) fn wait_at_sync_gate(path: &Path) {
     gate.held += 1;
     SYNC_GATE_CHANGED.notify_all();
     while gate.dir.as_ref().is_some_and(|dir| path.starts_with(dir)) {
-        gate = SYNC_GATE_CHANGED.wait(gate).unwrap_or_else(std::sync::PoisonError::into_inner);
+        gate = SYNC_GATE_CHANGED
+            .wait(gate)
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
     }
     gate.held -= 1;
 }

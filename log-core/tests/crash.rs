@@ -50,14 +50,18 @@ fn value(offset: u64) -> Vec<u8> {
 #[test]
 #[ignore = "run by real_crash_loses_no_acknowledged_record as a child process"]
 fn crash_child() {
-    let Some(dir) = std::env::var_os(CHILD_DIR_VAR) else { return };
+    let Some(dir) = std::env::var_os(CHILD_DIR_VAR) else {
+        return;
+    };
     let log = Log::open(dir, config()).expect("child open");
     println!("ready {}", log.next_offset());
     let mut round = 0u64;
     loop {
         let next = log.next_offset();
         let count = if round % 3 == 0 { 1 + next % 7 } else { 1 };
-        let records: Vec<Record> = (next..next + count).map(|o| Record::new(value(o))).collect();
+        let records: Vec<Record> = (next..next + count)
+            .map(|o| Record::new(value(o)))
+            .collect();
         let first = log.append_batch(&records).expect("child append");
         assert_eq!(first, next);
         println!("acked {first} {count}");
@@ -71,13 +75,23 @@ fn crash_child() {
 fn real_crash_loses_no_acknowledged_record() {
     let dir = tempfile::tempdir().expect("tempdir");
     let exe = std::env::current_exe().expect("test binary");
-    let seed = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(1, |d| d.as_nanos() as u64) | 1;
+    let seed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(1, |d| d.as_nanos() as u64)
+        | 1;
     println!("seed {seed}");
     let mut state = seed;
     let mut acked_next = 0u64;
     for kill in 0..KILLS {
         let mut child = Command::new(&exe)
-            .args(["--ignored", "--exact", "crash_child", "--nocapture", "--test-threads", "1"])
+            .args([
+                "--ignored",
+                "--exact",
+                "crash_child",
+                "--nocapture",
+                "--test-threads",
+                "1",
+            ])
             .env(CHILD_DIR_VAR, dir.path())
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
@@ -89,13 +103,22 @@ fn real_crash_loses_no_acknowledged_record() {
         // interrupts appends rather than process start-up.
         let started = Instant::now();
         loop {
-            let line = lines.next().expect("child exited before opening").expect("read child");
+            let line = lines
+                .next()
+                .expect("child exited before opening")
+                .expect("read child");
             // libtest may print "test crash_child ... " before it on the line.
             if let Some(next) = line.split_once("ready ").map(|(_, next)| next) {
-                assert!(next.parse::<u64>().expect("offset") >= acked_next, "kill {kill}: acknowledged records lost");
+                assert!(
+                    next.parse::<u64>().expect("offset") >= acked_next,
+                    "kill {kill}: acknowledged records lost"
+                );
                 break;
             }
-            assert!(started.elapsed() < CHILD_START_TIMEOUT, "child did not start");
+            assert!(
+                started.elapsed() < CHILD_START_TIMEOUT,
+                "child did not start"
+            );
         }
         state ^= state << 13;
         state ^= state >> 7;
@@ -114,14 +137,32 @@ fn real_crash_loses_no_acknowledged_record() {
         // Between kills, verify with a fresh open (a recovery of its own).
         let log = Log::open(dir.path(), config()).expect("reopen after kill");
         assert_eq!(log.lowest_offset(), 0);
-        assert!(log.next_offset() >= acked_next, "kill {kill}: next {} < acknowledged {acked_next}", log.next_offset());
-        let records = log.read_batch(0, u64::MAX, u64::MAX).expect("read everything");
-        assert_eq!(records.len() as u64, log.next_offset(), "kill {kill}: offsets are dense");
+        assert!(
+            log.next_offset() >= acked_next,
+            "kill {kill}: next {} < acknowledged {acked_next}",
+            log.next_offset()
+        );
+        let records = log
+            .read_batch(0, u64::MAX, u64::MAX)
+            .expect("read everything");
+        assert_eq!(
+            records.len() as u64,
+            log.next_offset(),
+            "kill {kill}: offsets are dense"
+        );
         for record in &records {
-            assert_eq!(record.value, value(record.offset), "kill {kill}: offset {} differs", record.offset);
+            assert_eq!(
+                record.value,
+                value(record.offset),
+                "kill {kill}: offset {} differs",
+                record.offset
+            );
         }
         drop(log);
     }
-    assert!(acked_next > u64::from(KILLS), "children acknowledged only {acked_next} records");
+    assert!(
+        acked_next > u64::from(KILLS),
+        "children acknowledged only {acked_next} records"
+    );
     println!("{KILLS} kills, {acked_next} records acknowledged");
 }

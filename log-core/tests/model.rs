@@ -17,10 +17,16 @@ enum Op {
     Append(Vec<u8>),
     AppendBatch(Vec<Vec<u8>>),
     Read(u8),
-    ReadBatch { from: u8, bytes_max: u16, records_max: u8 },
+    ReadBatch {
+        from: u8,
+        bytes_max: u16,
+        records_max: u8,
+    },
     TruncatePrefix(u8),
     TruncateSuffix(u8),
-    Reopen { clean: bool },
+    Reopen {
+        clean: bool,
+    },
 }
 
 fn value() -> impl Strategy<Value = Vec<u8>> {
@@ -58,7 +64,9 @@ impl Model {
     }
 
     fn get(&self, offset: u64) -> Option<&Vec<u8>> {
-        offset.checked_sub(self.lowest).and_then(|i| self.values.get(usize::try_from(i).ok()?))
+        offset
+            .checked_sub(self.lowest)
+            .and_then(|i| self.values.get(usize::try_from(i).ok()?))
     }
 }
 
@@ -76,7 +84,10 @@ fn config(write_buffer_bytes: usize) -> Config {
 fn run(ops: Vec<Op>, write_buffer_bytes: usize) -> Result<(), TestCaseError> {
     let dir = tempfile::tempdir().expect("tempdir");
     let mut log = Some(Log::open(dir.path(), config(write_buffer_bytes)).expect("open"));
-    let mut model = Model { lowest: 0, values: VecDeque::new() };
+    let mut model = Model {
+        lowest: 0,
+        values: VecDeque::new(),
+    };
     for op in ops {
         let current = log.as_ref().expect("log is open");
         match op {
@@ -101,34 +112,55 @@ fn run(ops: Vec<Op>, write_buffer_bytes: usize) -> Result<(), TestCaseError> {
                     (Err(Error::OutOfRange { lowest, next, .. }), None) => {
                         prop_assert_eq!((lowest, next), (model.lowest, model.next()));
                     }
-                    (got, want) => prop_assert!(false, "read {offset}: got {got:?}, model has {want:?}"),
+                    (got, want) => {
+                        prop_assert!(false, "read {offset}: got {got:?}, model has {want:?}")
+                    }
                 }
             }
-            Op::ReadBatch { from, bytes_max, records_max } => {
+            Op::ReadBatch {
+                from,
+                bytes_max,
+                records_max,
+            } => {
                 let from = model.pick(from);
                 let got = current.read_batch(from, u64::from(bytes_max), u64::from(records_max));
                 if from < model.lowest || from > model.next() {
-                    prop_assert!(matches!(got, Err(Error::OutOfRange { .. })), "read_batch {from}: {got:?}");
+                    prop_assert!(
+                        matches!(got, Err(Error::OutOfRange { .. })),
+                        "read_batch {from}: {got:?}"
+                    );
                     continue;
                 }
                 let mut expected = Vec::new();
                 let mut bytes = 0;
-                for (i, value) in model.values.iter().enumerate().skip(usize::try_from(from - model.lowest).unwrap_or(0)) {
+                for (i, value) in model
+                    .values
+                    .iter()
+                    .enumerate()
+                    .skip(usize::try_from(from - model.lowest).unwrap_or(0))
+                {
                     let frame = (FRAME_HEADER_BYTES + value.len()) as u64;
-                    if expected.len() >= usize::from(records_max) || (!expected.is_empty() && bytes + frame > u64::from(bytes_max)) {
+                    if expected.len() >= usize::from(records_max)
+                        || (!expected.is_empty() && bytes + frame > u64::from(bytes_max))
+                    {
                         break;
                     }
                     bytes += frame;
                     expected.push((model.lowest + i as u64, value.clone()));
                 }
-                let got: Vec<(u64, Vec<u8>)> =
-                    got.expect("read_batch").into_iter().map(|r| (r.offset, r.value)).collect();
+                let got: Vec<(u64, Vec<u8>)> = got
+                    .expect("read_batch")
+                    .into_iter()
+                    .map(|r| (r.offset, r.value))
+                    .collect();
                 prop_assert_eq!(got, expected);
             }
             Op::TruncatePrefix(byte) => {
                 let offset = model.pick(byte);
                 let lowest = current.truncate_prefix(offset).expect("truncate_prefix");
-                prop_assert!(lowest >= model.lowest && lowest <= model.lowest.max(offset).min(model.next()));
+                prop_assert!(
+                    lowest >= model.lowest && lowest <= model.lowest.max(offset).min(model.next())
+                );
                 while model.lowest < lowest {
                     model.values.pop_front();
                     model.lowest += 1;
@@ -158,7 +190,13 @@ fn run(ops: Vec<Op>, write_buffer_bytes: usize) -> Result<(), TestCaseError> {
     // Whatever happened, every record the model holds reads back.
     let current = log.as_ref().expect("log is open");
     for (i, value) in model.values.iter().enumerate() {
-        prop_assert_eq!(&current.read(model.lowest + i as u64).expect("final read").value, value);
+        prop_assert_eq!(
+            &current
+                .read(model.lowest + i as u64)
+                .expect("final read")
+                .value,
+            value
+        );
     }
     Ok(())
 }

@@ -21,13 +21,18 @@ fn config() -> Config {
 /// The value of the record at `offset`: sizes vary so frames do too.
 fn value(offset: u64) -> Vec<u8> {
     let len = usize::try_from(offset * 7 % 40).unwrap_or(0) + 1;
-    (0..len).map(|i| (offset as u8).wrapping_mul(31).wrapping_add(i as u8)).collect()
+    (0..len)
+        .map(|i| (offset as u8).wrapping_mul(31).wrapping_add(i as u8))
+        .collect()
 }
 
 fn fill(dir: &Path, records: u64) -> Log {
     let log = Log::open(dir, config()).expect("open");
     for offset in 0..records {
-        assert_eq!(log.append(&Record::new(value(offset))).expect("append"), offset);
+        assert_eq!(
+            log.append(&Record::new(value(offset))).expect("append"),
+            offset
+        );
     }
     log
 }
@@ -59,7 +64,9 @@ fn torn_tail_is_cut_at_every_byte_of_the_last_three_records() {
     let pristine = tempfile::tempdir().expect("tempdir");
     let total = 12;
     drop(fill(pristine.path(), total)); // no close: as after a crash
-    let store = files_with_suffix(pristine.path(), ".store").pop().expect("a store");
+    let store = files_with_suffix(pristine.path(), ".store")
+        .pop()
+        .expect("a store");
     let bytes = fs::read(&store).expect("read store");
     // Frame boundaries of the newest segment, from its first record on.
     let first_in_store: u64 = store
@@ -72,9 +79,16 @@ fn torn_tail_is_cut_at_every_byte_of_the_last_three_records() {
         let last = *starts.last().expect("non-empty");
         starts.push(last + (FRAME_HEADER_BYTES + value(offset).len()) as u64);
     }
-    assert_eq!(*starts.last().expect("end"), bytes.len() as u64, "the newest store holds exactly these frames");
+    assert_eq!(
+        *starts.last().expect("end"),
+        bytes.len() as u64,
+        "the newest store holds exactly these frames"
+    );
     let records_in_store = starts.len() as u64 - 1;
-    assert!(records_in_store >= 3, "the newest segment must hold the last three records");
+    assert!(
+        records_in_store >= 3,
+        "the newest segment must hold the last three records"
+    );
     let cut_from = starts[starts.len() - 4];
     for cut in cut_from..bytes.len() as u64 {
         let dir = tempfile::tempdir().expect("tempdir");
@@ -86,9 +100,17 @@ fn torn_tail_is_cut_at_every_byte_of_the_last_three_records() {
         let log = Log::open(dir.path(), config()).unwrap_or_else(|e| panic!("cut at {cut}: {e}"));
         assert_eq!(log.next_offset(), expected_next, "cut at {cut}");
         for offset in log.lowest_offset()..expected_next {
-            assert_eq!(log.read(offset).expect("read").value, value(offset), "cut at {cut}, offset {offset}");
+            assert_eq!(
+                log.read(offset).expect("read").value,
+                value(offset),
+                "cut at {cut}, offset {offset}"
+            );
         }
-        assert_eq!(log.append(&Record::new(b"next".to_vec())).expect("append"), expected_next, "cut at {cut}");
+        assert_eq!(
+            log.append(&Record::new(b"next".to_vec())).expect("append"),
+            expected_next,
+            "cut at {cut}"
+        );
         assert_eq!(log.read(expected_next).expect("read new").value, b"next");
     }
 }
@@ -101,13 +123,18 @@ fn zero_filled_and_garbage_tails_are_cut() {
     for tail in [vec![0u8; 4096], garbage] {
         let dir = tempfile::tempdir().expect("tempdir");
         drop(fill(dir.path(), 5));
-        let store = files_with_suffix(dir.path(), ".store").pop().expect("store");
+        let store = files_with_suffix(dir.path(), ".store")
+            .pop()
+            .expect("store");
         let mut bytes = fs::read(&store).expect("read");
         bytes.extend_from_slice(&tail);
         fs::write(&store, &bytes).expect("write");
         let log = Log::open(dir.path(), config()).expect("open");
         assert_eq!(log.next_offset(), 5);
-        assert_eq!(fs::metadata(&store).expect("stat").len(), bytes.len() as u64 - tail.len() as u64);
+        assert_eq!(
+            fs::metadata(&store).expect("stat").len(),
+            bytes.len() as u64 - tail.len() as u64
+        );
     }
 }
 
@@ -122,10 +149,14 @@ fn corruption_below_the_tail_names_file_and_position() {
             log.close().expect("close");
         }
         drop(log);
-        let store = files_with_suffix(dir.path(), ".store").pop().expect("store");
+        let store = files_with_suffix(dir.path(), ".store")
+            .pop()
+            .expect("store");
         let mut bytes = fs::read(&store).expect("read");
         // Record 2's payload, well inside the only segment.
-        let position = (0..2).map(|o| FRAME_HEADER_BYTES + value(o).len()).sum::<usize>();
+        let position = (0..2)
+            .map(|o| FRAME_HEADER_BYTES + value(o).len())
+            .sum::<usize>();
         bytes[position + FRAME_HEADER_BYTES] ^= 0x40;
         fs::write(&store, &bytes).expect("write");
         // After a crash the newest segment is scanned, so opening fails;
@@ -139,7 +170,9 @@ fn corruption_below_the_tail_names_file_and_position() {
             Log::open(dir.path(), config()).expect_err("a scan finds the damage")
         };
         match error {
-            Error::Corrupt { path, position: at, .. } => {
+            Error::Corrupt {
+                path, position: at, ..
+            } => {
                 assert_eq!(path, store, "clean={clean}");
                 assert_eq!(at, position as u64, "clean={clean}");
             }
@@ -160,7 +193,11 @@ fn every_single_bit_flip_is_detected() {
         let pristine = tempfile::tempdir().expect("tempdir");
         let log = Log::open(
             pristine.path(),
-            Config { segment_bytes_max: 300, index_entries_max: 4, ..config() },
+            Config {
+                segment_bytes_max: 300,
+                index_entries_max: 4,
+                ..config()
+            },
         )
         .expect("open");
         let total = 6;
@@ -187,7 +224,14 @@ fn every_single_bit_flip_is_detected() {
                 flipped[bit / 8] ^= 1 << (bit % 8);
                 fs::write(dir.path().join(name), &flipped).expect("write");
                 flips += 1;
-                let log = match Log::open(dir.path(), Config { segment_bytes_max: 300, index_entries_max: 4, ..config() }) {
+                let log = match Log::open(
+                    dir.path(),
+                    Config {
+                        segment_bytes_max: 300,
+                        index_entries_max: 4,
+                        ..config()
+                    },
+                ) {
                     Ok(log) => log,
                     Err(Error::Corrupt { .. }) => {
                         refused += 1;
@@ -197,18 +241,27 @@ fn every_single_bit_flip_is_detected() {
                 };
                 for offset in 0..total {
                     if let Ok(record) = log.read(offset) {
-                        assert_eq!(record.value, originals[offset as usize], "{name:?} bit {bit} offset {offset}");
+                        assert_eq!(
+                            record.value, originals[offset as usize],
+                            "{name:?} bit {bit} offset {offset}"
+                        );
                         assert_eq!(record.offset, offset);
                     }
                 }
                 if let Ok(batch) = log.read_batch(log.lowest_offset(), 1 << 20, 100) {
                     for record in batch {
-                        assert_eq!(record.value, originals[record.offset as usize], "{name:?} bit {bit} batch");
+                        assert_eq!(
+                            record.value, originals[record.offset as usize],
+                            "{name:?} bit {bit} batch"
+                        );
                     }
                 }
             }
         }
-        assert!(flips > 1000 && refused > 0, "clean={clean}: {flips} flips, {refused} refused at open");
+        assert!(
+            flips > 1000 && refused > 0,
+            "clean={clean}: {flips} flips, {refused} refused at open"
+        );
     }
 }
 
@@ -221,11 +274,21 @@ fn damaged_indexes_are_rebuilt_and_reads_are_unchanged() {
         ("deleted", |p| fs::remove_file(p).expect("remove")),
         ("truncated to half", |p| {
             let len = fs::metadata(p).expect("stat").len();
-            fs::OpenOptions::new().write(true).open(p).expect("open").set_len(len / 2).expect("truncate");
+            fs::OpenOptions::new()
+                .write(true)
+                .open(p)
+                .expect("open")
+                .set_len(len / 2)
+                .expect("truncate");
         }),
         ("cut mid-entry", |p| {
             let len = fs::metadata(p).expect("stat").len();
-            fs::OpenOptions::new().write(true).open(p).expect("open").set_len(len.saturating_sub(3)).expect("truncate");
+            fs::OpenOptions::new()
+                .write(true)
+                .open(p)
+                .expect("open")
+                .set_len(len.saturating_sub(3))
+                .expect("truncate");
         }),
         ("zeroed", |p| {
             let len = fs::metadata(p).expect("stat").len();
@@ -267,9 +330,18 @@ fn damaged_indexes_are_rebuilt_and_reads_are_unchanged() {
                 let log = Log::open(dir.path(), config())
                     .unwrap_or_else(|e| panic!("{what} {}: {e}", index.display()));
                 for record in &before {
-                    assert_eq!(&log.read(record.offset).expect("read"), record, "{what} {}", index.display());
+                    assert_eq!(
+                        &log.read(record.offset).expect("read"),
+                        record,
+                        "{what} {}",
+                        index.display()
+                    );
                 }
-                assert_eq!(log.read_batch(0, u64::MAX, 1000).expect("read_batch"), before, "{what}");
+                assert_eq!(
+                    log.read_batch(0, u64::MAX, 1000).expect("read_batch"),
+                    before,
+                    "{what}"
+                );
             }
         }
     }

@@ -19,7 +19,10 @@ fn wait_until(what: &str, condition: impl Fn() -> bool) {
 }
 
 fn always() -> Config {
-    Config { fsync: FsyncPolicy::Always, ..Config::default() }
+    Config {
+        fsync: FsyncPolicy::Always,
+        ..Config::default()
+    }
 }
 
 /// Goal: appenders that arrive while an fsync runs share the next one.
@@ -34,20 +37,28 @@ fn appenders_arriving_during_an_fsync_share_the_next_one() {
         let log = &log;
         let first = scope.spawn(|| log.append(&Record::new(b"first".to_vec())));
         wait_until("the first fsync is held", || testing::syncs_held() == 1);
-        let others: Vec<_> =
-            (0..7).map(|i| scope.spawn(move || log.append(&Record::new(format!("r{i}"))))).collect();
+        let others: Vec<_> = (0..7)
+            .map(|i| scope.spawn(move || log.append(&Record::new(format!("r{i}")))))
+            .collect();
         wait_until("all seven have written", || log.next_offset() == 8);
         // Reads never wait on an fsync: every record reads while one is held.
         for offset in 0..8 {
             log.read(offset).expect("read during a held fsync");
         }
         testing::open_sync_gate();
-        let mut offsets: Vec<u64> = others.into_iter().map(|h| h.join().expect("join").expect("append")).collect();
+        let mut offsets: Vec<u64> = others
+            .into_iter()
+            .map(|h| h.join().expect("join").expect("append"))
+            .collect();
         offsets.push(first.join().expect("join").expect("append"));
         offsets.sort_unstable();
         assert_eq!(offsets, (0..8).collect::<Vec<_>>());
     });
-    assert_eq!(log.sync_count(), 2, "eight appends, one held fsync, one shared fsync");
+    assert_eq!(
+        log.sync_count(),
+        2,
+        "eight appends, one held fsync, one shared fsync"
+    );
 }
 
 /// Goal: an fsync error reaches every waiting appender and the log refuses
@@ -56,20 +67,29 @@ fn appenders_arriving_during_an_fsync_share_the_next_one() {
 fn an_fsync_failure_fails_every_waiter_and_later_writes() {
     let dir = tempfile::tempdir().expect("tempdir");
     let log = Log::open(dir.path(), always()).expect("open");
-    log.append(&Record::new(b"durable".to_vec())).expect("append before the failure");
+    log.append(&Record::new(b"durable".to_vec()))
+        .expect("append before the failure");
     testing::close_sync_gate(dir.path());
     testing::inject_sync_failure(dir.path());
     std::thread::scope(|scope| {
         let log = &log;
-        let waiters: Vec<_> = (0..4).map(|i| scope.spawn(move || log.append(&Record::new(format!("w{i}"))))).collect();
+        let waiters: Vec<_> = (0..4)
+            .map(|i| scope.spawn(move || log.append(&Record::new(format!("w{i}")))))
+            .collect();
         wait_until("all four have written", || log.next_offset() == 5);
         testing::open_sync_gate();
         for waiter in waiters {
             let result = waiter.join().expect("join");
-            assert!(matches!(result, Err(Error::Failed { ref cause }) if cause.contains("injected")), "{result:?}");
+            assert!(
+                matches!(result, Err(Error::Failed { ref cause }) if cause.contains("injected")),
+                "{result:?}"
+            );
         }
     });
-    assert!(matches!(log.append(&Record::new(b"later".to_vec())), Err(Error::Failed { .. })));
+    assert!(matches!(
+        log.append(&Record::new(b"later".to_vec())),
+        Err(Error::Failed { .. })
+    ));
     assert!(matches!(log.sync(), Err(Error::Failed { .. })));
     assert!(matches!(log.truncate_suffix(0), Err(Error::Failed { .. })));
     // Reads still work, and close refuses to mark the directory clean.
@@ -79,7 +99,9 @@ fn an_fsync_failure_fails_every_waiter_and_later_writes() {
     let reopened = Log::open(dir.path(), always()).expect("reopen");
     assert!(!reopened.opened_clean());
     assert_eq!(reopened.read(0).expect("read").value, b"durable");
-    let offset = reopened.append(&Record::new(b"after".to_vec())).expect("append after reopen");
+    let offset = reopened
+        .append(&Record::new(b"after".to_vec()))
+        .expect("append after reopen");
     assert_eq!(reopened.read(offset).expect("read").value, b"after");
 }
 
@@ -88,7 +110,13 @@ fn an_fsync_failure_fails_every_waiter_and_later_writes() {
 #[test]
 fn interval_policy_syncs_in_the_background() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let config = Config { fsync: FsyncPolicy::Interval { interval_ms: 5, bytes: u64::MAX }, ..Config::default() };
+    let config = Config {
+        fsync: FsyncPolicy::Interval {
+            interval_ms: 5,
+            bytes: u64::MAX,
+        },
+        ..Config::default()
+    };
     let log = Log::open(dir.path(), config).expect("open");
     log.append(&Record::new(b"x".to_vec())).expect("append");
     wait_until("the background sync ran", || log.sync_count() >= 1);
@@ -98,10 +126,17 @@ fn interval_policy_syncs_in_the_background() {
 #[test]
 fn interval_policy_syncs_inline_past_the_byte_threshold() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let config = Config { fsync: FsyncPolicy::Interval { interval_ms: 3_600_000, bytes: 100 }, ..Config::default() };
+    let config = Config {
+        fsync: FsyncPolicy::Interval {
+            interval_ms: 3_600_000,
+            bytes: 100,
+        },
+        ..Config::default()
+    };
     let log = Log::open(dir.path(), config).expect("open");
     log.append(&Record::new(vec![0; 10])).expect("small append");
     assert_eq!(log.sync_count(), 0);
-    log.append(&Record::new(vec![0; 100])).expect("append past the threshold");
+    log.append(&Record::new(vec![0; 100]))
+        .expect("append past the threshold");
     assert_eq!(log.sync_count(), 1);
 }
