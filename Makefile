@@ -1,4 +1,26 @@
-.PHONY: fuzz-smoke
+# proglog's entry point: CI (.ci/run) calls these same targets.
+.PHONY: test lint verify bench fuzz-smoke doc
+
+CARGO ?= cargo
+
+# Every test in the workspace: unit, integration (nextest) and doc tests.
+test:
+	$(CARGO) nextest run --workspace --no-tests=warn
+	$(CARGO) test --workspace --doc
+
+# Formatting, lints with warnings denied, and rustdoc with warnings denied.
+lint:
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+	RUSTDOCFLAGS="-D warnings" $(CARGO) doc --workspace --no-deps
+
+# What CI checks.
+verify: lint test
+
+# Criterion benchmarks of log-core, with the disk's own limits measured in the
+# same run; see log-core/benches/log.rs for what each one means.
+bench:
+	$(CARGO) bench -p log-core --bench log
 
 # Each fuzz target's run time in `fuzz-smoke`, in seconds.
 FUZZ_SECONDS ?= 30
