@@ -58,7 +58,11 @@ fn crash_child() {
     let mut round = 0u64;
     loop {
         let next = log.next_offset();
-        let count = if round % 3 == 0 { 1 + next % 7 } else { 1 };
+        let count = if round.is_multiple_of(3) {
+            1 + next % 7
+        } else {
+            1
+        };
         let records: Vec<Record> = (next..next + count)
             .map(|o| Record::new(value(o)))
             .collect();
