@@ -1,9 +1,12 @@
 //! The proglog process.
 //!
-//! This crate will own the `proglog` binary (the workspace's only `main.rs`):
-//! layered configuration (defaults, TOML file, `PROGLOG_*` environment, flags),
-//! the wiring of log, server, discovery, replication and auth, the shutdown
-//! order, and the client subcommands (`produce`, `consume`, `info`, `bench`,
-//! `cert`).
-//!
-//! It is an empty skeleton until the single-node service issue.
+//! This crate owns the `proglog` binary (the workspace's only `main.rs`):
+//! layered configuration ([`config`]: defaults, TOML file, `PROGLOG_*`
+//! environment, flags), running a node ([`node`]: open the log, serve, shut
+//! down in order), and the client subcommands ([`client`], [`bench`]).
+
+pub mod bench;
+pub mod cli;
+pub mod client;
+pub mod config;
+pub mod node;

@@ -250,7 +250,7 @@ pub fn parse_dir_image(data: &[u8]) -> DirImage {
             3 => (segment_name(3, false), 3),
             4 => ("clean-shutdown".to_owned(), 0),
             5 | 6 => {
-                let base = input.u64() % (1 << 62); // TEMP-EXPLORE
+                let base = input.u64();
                 (segment_name(base, tag & 7 == 5), base)
             }
             _ => {

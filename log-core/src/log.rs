@@ -367,6 +367,11 @@ impl Log {
         self.shared.read_segments().len()
     }
 
+    /// Whether the log takes writes: open and not failed.
+    pub fn is_writable(&self) -> bool {
+        self.shared.check_writable().is_ok()
+    }
+
     /// Whether the log had been closed cleanly before this open, so recovery
     /// only validated it; `false` means the newest segment was scanned as
     /// after a crash.

@@ -1,9 +1,37 @@
 //! The public API of a proglog node.
 //!
-//! This crate will own the tonic `proglog.v1.Log` service and the axum
-//! HTTP/JSON routes served on the same port, both written against a
-//! `CommitLog` trait so that the replicated log can replace the local one, and
-//! the one module that maps domain errors to gRPC status codes and HTTP
-//! responses.
+//! One port serves both the tonic `proglog.v1.Log` service (with gRPC health
+//! and reflection) and axum HTTP/JSON routes. Both are written against the
+//! [`CommitLog`] trait, so the replicated log can replace the local one;
+//! [`LocalLog`] is the single-node implementation over a `log-core` log.
+//! Domain errors map to gRPC status codes and HTTP responses in one module,
+//! [`error`].
 //!
-//! It is an empty skeleton until the single-node service issue.
+//! ```no_run
+//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! use std::sync::Arc;
+//! let log = log_core::Log::open("data", log_core::Config::default())?;
+//! let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+//! let addr = listener.local_addr()?.to_string();
+//! let commit_log = Arc::new(log_server::LocalLog::new(Arc::new(log), "node-1", &addr, 65_536));
+//! let shutdown = tokio_util::sync::CancellationToken::new();
+//! log_server::serve(listener, commit_log, log_server::ServerConfig::default(), shutdown).await?;
+//! # Ok(())
+//! # }
+//! ```
+
+mod commit_log;
+mod config;
+pub mod error;
+mod grpc;
+mod http;
+mod local;
+mod server;
+
+pub use commit_log::{CommitLog, LogInfo, ServerInfo};
+pub use config::ServerConfig;
+pub use error::{Error, Result};
+pub use grpc::LogService;
+pub use http::router as http_router;
+pub use local::LocalLog;
+pub use server::serve;

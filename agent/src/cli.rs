@@ -1,0 +1,109 @@
+//! Command-line parsing and dispatch. Exit codes: 0 success, 1 runtime
+//! failure, 2 usage or configuration error (before anything is opened).
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::config::{AgentConfig, FlagOverrides, FsyncMode, FsyncOverride, LogFormat};
+
+/// proglog: a replicated commit log.
+#[derive(Debug, Parser)]
+#[command(name = "proglog", version, about, propagate_version = true)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run a node. With no flags: a single node on 127.0.0.1:8400 with its
+    /// data in ./proglog-data and no TLS.
+    Agent(AgentArgs),
+    /// Append records: values from arguments, or one record per stdin line.
+    Produce(crate::client::ProduceArgs),
+    /// Read records from an offset, optionally following the tail.
+    Consume(crate::client::ConsumeArgs),
+    /// Show the log's offsets.
+    Info(crate::client::InfoArgs),
+    /// List the servers of the cluster.
+    Servers(crate::client::InfoArgs),
+    /// Load a running server: produce N records over C streams, then consume
+    /// them back.
+    Bench(crate::bench::BenchArgs),
+}
+
+/// Flags of `proglog agent`; each overrides the file and environment.
+#[derive(Debug, Args)]
+pub struct AgentArgs {
+    /// TOML config file (see config/proglog.toml for every key).
+    #[arg(long, env = "PROGLOG_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Data directory.
+    #[arg(long, value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// gRPC + HTTP address, HOST:PORT (port 0 picks a free port).
+    #[arg(long, value_name = "HOST:PORT")]
+    pub rpc_addr: Option<String>,
+    /// This node's name.
+    #[arg(long)]
+    pub node_name: Option<String>,
+    /// Durability of produce.
+    #[arg(long, value_enum)]
+    pub fsync: Option<FsyncMode>,
+    /// Log line format.
+    #[arg(long, value_enum)]
+    pub log_format: Option<LogFormat>,
+    /// Log filter: a level or tracing directives.
+    #[arg(long, value_name = "FILTER")]
+    pub log_level: Option<String>,
+}
+
+impl AgentArgs {
+    fn overrides(&self) -> FlagOverrides {
+        FlagOverrides {
+            data_dir: self.data_dir.clone(),
+            rpc_addr: self.rpc_addr.clone(),
+            node_name: self.node_name.clone(),
+            log_format: self.log_format,
+            log_level: self.log_level.clone(),
+            log: self.fsync.map(|fsync| FsyncOverride { fsync }),
+        }
+    }
+}
+
+fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread().enable_all().build()
+}
+
+/// Parses the command line and runs it.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Agent(args) => {
+            let config = match AgentConfig::load(args.config.as_deref(), &args.overrides()) {
+                Ok(config) => config,
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    return ExitCode::from(2);
+                }
+            };
+            runtime().map_err(anyhow::Error::from).and_then(|rt| rt.block_on(crate::node::run(config)))
+        }
+        Command::Produce(args) => runtime().map_err(anyhow::Error::from).and_then(|rt| rt.block_on(crate::client::produce(args))),
+        Command::Consume(args) => runtime().map_err(anyhow::Error::from).and_then(|rt| rt.block_on(crate::client::consume(args))),
+        Command::Info(args) => runtime().map_err(anyhow::Error::from).and_then(|rt| rt.block_on(crate::client::info(args))),
+        Command::Servers(args) => runtime().map_err(anyhow::Error::from).and_then(|rt| rt.block_on(crate::client::servers(args))),
+        Command::Bench(args) => runtime().map_err(anyhow::Error::from).and_then(|rt| rt.block_on(crate::bench::run(args))),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

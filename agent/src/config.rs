@@ -1,0 +1,323 @@
+//! The agent's configuration and its layers: defaults, then a TOML file, then
+//! `PROGLOG_*` environment variables, then command-line flags. The reference
+//! file with every key is `config/proglog.toml`.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use figment::Figment;
+use figment::providers::{Env, Format, Serialized, Toml};
+use serde::{Deserialize, Serialize};
+
+/// A configuration that cannot be used; the message names the key.
+#[derive(Debug, thiserror::Error)]
+#[error("invalid configuration: {0}")]
+pub struct ConfigError(pub String);
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Pretty,
+    /// One JSON object per line.
+    Json,
+}
+
+/// The durability policy, as named in config and flags.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum FsyncMode {
+    /// fdatasync before every produce returns (group commit).
+    Always,
+    /// fdatasync every `fsync_interval_ms` or `fsync_interval_bytes`.
+    Interval,
+    /// Leave syncing to the operating system.
+    Never,
+}
+
+/// The `[log]` section: the storage engine.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LogSection {
+    /// Durability policy.
+    pub fsync: FsyncMode,
+    /// With `interval`: milliseconds between syncs.
+    pub fsync_interval_ms: u64,
+    /// With `interval`: appended bytes that force a sync.
+    pub fsync_interval_bytes: u64,
+    /// Largest record payload, bytes.
+    pub record_bytes_max: u64,
+    /// Segment store size that triggers a roll, bytes.
+    pub segment_bytes_max: u64,
+    /// Records per segment index.
+    pub index_entries_max: u64,
+    /// Drop oldest segments while the log is larger than this (absent: keep).
+    pub retention_bytes_max: Option<u64>,
+    /// Drop segments whose newest record is older than this (absent: keep).
+    pub retention_age_ms: Option<u64>,
+    /// In-process write buffer, bytes.
+    pub write_buffer_bytes: usize,
+}
+
+impl Default for LogSection {
+    fn default() -> Self {
+        let core = log_core::Config::default();
+        Self {
+            fsync: FsyncMode::Always,
+            fsync_interval_ms: 50,
+            fsync_interval_bytes: 4 << 20,
+            record_bytes_max: core.record_bytes_max,
+            segment_bytes_max: core.segment_bytes_max,
+            index_entries_max: core.index_entries_max,
+            retention_bytes_max: None,
+            retention_age_ms: None,
+            write_buffer_bytes: core.write_buffer_bytes,
+        }
+    }
+}
+
+/// The `[server]` section: the API layer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ServerSection {
+    /// Milliseconds in-flight requests get to finish on shutdown.
+    pub drain_timeout_ms: u64,
+    /// Largest gRPC message, bytes.
+    pub grpc_message_bytes_max: usize,
+    /// Largest HTTP request body, bytes.
+    pub http_body_bytes_max: usize,
+    /// Records in appends at once before produce is refused with
+    /// RESOURCE_EXHAUSTED.
+    pub in_flight_records_max: u32,
+}
+
+impl Default for ServerSection {
+    fn default() -> Self {
+        let server = log_server::ServerConfig::default();
+        Self {
+            drain_timeout_ms: server.drain_timeout_ms,
+            grpc_message_bytes_max: server.grpc_message_bytes_max,
+            http_body_bytes_max: server.http_body_bytes_max,
+            in_flight_records_max: 65_536,
+        }
+    }
+}
+
+/// Everything `proglog agent` is configured with.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AgentConfig {
+    /// This node's name; its id in the cluster.
+    pub node_name: String,
+    /// Where the node keeps its data (the log is in `<data_dir>/log`).
+    pub data_dir: PathBuf,
+    /// Address of the gRPC + HTTP port.
+    pub rpc_addr: String,
+    /// `pretty` or `json`.
+    pub log_format: LogFormat,
+    /// A tracing filter: a level (`info`) or directives
+    /// (`info,log_core=debug`). `RUST_LOG`, when set, wins.
+    pub log_level: String,
+    /// The storage engine.
+    pub log: LogSection,
+    /// The API layer.
+    pub server: ServerSection,
+}
+
+impl Default for AgentConfig {
+    fn default() -> Self {
+        Self {
+            node_name: "proglog-0".into(),
+            data_dir: PathBuf::from("proglog-data"),
+            rpc_addr: "127.0.0.1:8400".into(),
+            log_format: LogFormat::Pretty,
+            log_level: "info".into(),
+            log: LogSection::default(),
+            server: ServerSection::default(),
+        }
+    }
+}
+
+/// Values given on the command line; `None` leaves the lower layers' value.
+#[derive(Debug, Default, Clone, Serialize)]
+pub struct FlagOverrides {
+    /// `--data-dir`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub data_dir: Option<PathBuf>,
+    /// `--rpc-addr`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rpc_addr: Option<String>,
+    /// `--node-name`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub node_name: Option<String>,
+    /// `--log-format`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub log_format: Option<LogFormat>,
+    /// `--log-level`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub log_level: Option<String>,
+    /// `--fsync`, into `[log]`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub log: Option<FsyncOverride>,
+}
+
+/// The part of `[log]` a flag can set.
+#[derive(Debug, Clone, Serialize)]
+pub struct FsyncOverride {
+    /// `--fsync`.
+    pub fsync: FsyncMode,
+}
+
+impl AgentConfig {
+    /// Builds the configuration from its layers and validates it.
+    ///
+    /// # Errors
+    /// A missing or unreadable file, a key with a wrong type or an unknown
+    /// key (named), or a value out of range (named).
+    pub fn load(file: Option<&Path>, flags: &FlagOverrides) -> Result<Self, ConfigError> {
+        let mut figment = Figment::from(Serialized::defaults(Self::default()));
+        if let Some(file) = file {
+            let text = std::fs::read_to_string(file)
+                .map_err(|e| ConfigError(format!("cannot read config file {}: {e}", file.display())))?;
+            figment = figment.merge(Toml::string(&text));
+        }
+        // `PROGLOG_LOG__FSYNC=never` sets `log.fsync`; `PROGLOG_CONFIG` is the
+        // file path, read by the flag parser, not a key.
+        figment = figment.merge(Env::prefixed("PROGLOG_").ignore(&["CONFIG", "ADDR"]).split("__"));
+        figment = figment.merge(Serialized::defaults(flags));
+        let config: Self = figment.extract().map_err(|e| {
+            let errors: Vec<String> = e.into_iter().map(|e| describe(&e, file)).collect();
+            ConfigError(errors.join("; "))
+        })?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Checks values the types do not.
+    ///
+    /// # Errors
+    /// The first bad key, named.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.node_name.trim().is_empty() {
+            return Err(ConfigError("node_name: must not be empty".into()));
+        }
+        if self.rpc_addr.parse::<SocketAddr>().is_err() {
+            return Err(ConfigError(format!("rpc_addr: {:?} is not an IP:PORT address", self.rpc_addr)));
+        }
+        if let Err(e) = tracing_subscriber::EnvFilter::try_new(&self.log_level) {
+            return Err(ConfigError(format!("log_level: {e}")));
+        }
+        self.log_config().validate().map_err(|e| ConfigError(format!("log.{}: {}", config_key(e.field), e.reason)))?;
+        if self.server.in_flight_records_max == 0 {
+            return Err(ConfigError("server.in_flight_records_max: must be at least 1".into()));
+        }
+        if self.server.grpc_message_bytes_max < 1024 || self.server.http_body_bytes_max < 1024 {
+            return Err(ConfigError("server.*_bytes_max: must be at least 1024".into()));
+        }
+        Ok(())
+    }
+
+    /// The storage engine's configuration.
+    pub fn log_config(&self) -> log_core::Config {
+        let log = &self.log;
+        log_core::Config {
+            record_bytes_max: log.record_bytes_max,
+            segment_bytes_max: log.segment_bytes_max,
+            index_entries_max: log.index_entries_max,
+            fsync: match log.fsync {
+                FsyncMode::Always => log_core::FsyncPolicy::Always,
+                FsyncMode::Interval => log_core::FsyncPolicy::Interval {
+                    interval_ms: log.fsync_interval_ms,
+                    bytes: log.fsync_interval_bytes,
+                },
+                FsyncMode::Never => log_core::FsyncPolicy::Never,
+            },
+            retention: log_core::Retention { bytes_max: log.retention_bytes_max, age_max_ms: log.retention_age_ms },
+            write_buffer_bytes: log.write_buffer_bytes,
+        }
+    }
+
+    /// The API layer's configuration.
+    pub fn server_config(&self) -> log_server::ServerConfig {
+        log_server::ServerConfig {
+            drain_timeout_ms: self.server.drain_timeout_ms,
+            grpc_message_bytes_max: self.server.grpc_message_bytes_max,
+            http_body_bytes_max: self.server.http_body_bytes_max,
+            ..log_server::ServerConfig::default()
+        }
+    }
+}
+
+/// Maps log-core's field names to this file's keys.
+fn config_key(field: &str) -> &str {
+    match field {
+        "fsync.interval_ms" => "fsync_interval_ms",
+        "fsync.bytes" => "fsync_interval_bytes",
+        "retention.bytes_max" => "retention_bytes_max",
+        "retention.age_max_ms" => "retention_age_ms",
+        other => other,
+    }
+}
+
+fn describe(error: &figment::Error, file: Option<&Path>) -> String {
+    let key = if error.path.is_empty() { "<root>".to_owned() } else { error.path.join(".") };
+    let source = match &error.metadata {
+        Some(metadata) if metadata.name.contains("environment") => " (from the environment)".to_owned(),
+        Some(metadata) if metadata.name.contains("TOML") => {
+            file.map(|f| format!(" (in {})", f.display())).unwrap_or_default()
+        }
+        _ => String::new(),
+    };
+    format!("{key}{source}: {}", error.kind)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_valid_and_match_the_embedded_default() {
+        let config = AgentConfig::load(None, &FlagOverrides::default()).expect("defaults");
+        assert_eq!(config.rpc_addr, "127.0.0.1:8400");
+        assert_eq!(config.log.fsync, FsyncMode::Always);
+    }
+
+    #[test]
+    fn the_reference_config_parses_to_the_defaults() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../config/proglog.toml");
+        let config = AgentConfig::load(Some(&path), &FlagOverrides::default()).expect("reference config");
+        assert_eq!(config, AgentConfig::default());
+    }
+
+    #[test]
+    fn flags_override_the_file() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let file = dir.path().join("c.toml");
+        std::fs::write(&file, "rpc_addr = \"127.0.0.1:9000\"\n[log]\nfsync = \"never\"\n").expect("write");
+        let flags = FlagOverrides { log: Some(FsyncOverride { fsync: FsyncMode::Interval }), ..FlagOverrides::default() };
+        let config = AgentConfig::load(Some(&file), &flags).expect("load");
+        assert_eq!(config.rpc_addr, "127.0.0.1:9000");
+        assert_eq!(config.log.fsync, FsyncMode::Interval);
+    }
+
+    #[test]
+    fn errors_name_the_key() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let cases = [
+            ("[log]\nfsync = \"sometimes\"\n", "log.fsync"),
+            ("[log]\nsegment_bytes_max = 10\n", "log.segment_bytes_max"),
+            ("rpc_addr = \"nowhere\"\n", "rpc_addr"),
+            ("[server]\nunknown_key = 1\n", "server"),
+            ("log_level = \"[[[\"\n", "log_level"),
+        ];
+        for (text, key) in cases {
+            let file = dir.path().join("c.toml");
+            std::fs::write(&file, text).expect("write");
+            let error = AgentConfig::load(Some(&file), &FlagOverrides::default()).expect_err(text).to_string();
+            assert!(error.contains(key), "{text:?}: {error}");
+        }
+        let missing = AgentConfig::load(Some(Path::new("/nonexistent/p.toml")), &FlagOverrides::default());
+        assert!(missing.expect_err("missing file").to_string().contains("/nonexistent/p.toml"));
+    }
+}

@@ -1,0 +1,149 @@
+//! Running a node: open the log, serve, and shut down in a fixed order.
+//!
+//! Shutdown: a signal cancels the root token; the server turns health
+//! NOT_SERVING, stops accepting, ends streams and drains in-flight requests
+//! (bounded); then background tasks stop and the log is flushed and closed,
+//! so the next start needs no recovery.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing_subscriber::EnvFilter;
+
+use crate::config::{AgentConfig, LogFormat};
+
+/// How often age-based retention is checked when nothing rolls segments.
+const RETENTION_INTERVAL: Duration = Duration::from_secs(30);
+
+/// Installs the global tracing subscriber for `config`. `RUST_LOG` wins over
+/// the configured filter.
+pub fn init_tracing(config: &AgentConfig) {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(&config.log_level));
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(ansi);
+    let result = match config.log_format {
+        LogFormat::Json => builder.json().flatten_event(true).try_init(),
+        LogFormat::Pretty => builder.try_init(),
+    };
+    if result.is_err() {
+        // Already installed (tests run several nodes in one process).
+    }
+}
+
+/// Runs a node until SIGINT or SIGTERM.
+///
+/// # Errors
+/// The log cannot be opened, the address cannot be bound, or serving fails.
+pub async fn run(config: AgentConfig) -> anyhow::Result<()> {
+    init_tracing(&config);
+    let shutdown = CancellationToken::new();
+    let signals = tokio::spawn(wait_for_signal(shutdown.clone()));
+    let result = run_until(config, shutdown.clone()).await;
+    signals.abort();
+    result
+}
+
+async fn wait_for_signal(shutdown: CancellationToken) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut interrupt), Ok(mut terminate)) = (signal(SignalKind::interrupt()), signal(SignalKind::terminate())) else {
+        tracing::error!("cannot install signal handlers");
+        return;
+    };
+    tokio::select! {
+        _ = interrupt.recv() => tracing::info!("SIGINT received; shutting down"),
+        _ = terminate.recv() => tracing::info!("SIGTERM received; shutting down"),
+    }
+    shutdown.cancel();
+    tokio::select! {
+        _ = interrupt.recv() => {}
+        _ = terminate.recv() => {}
+    }
+    tracing::warn!("second signal: exiting without a clean shutdown");
+    std::process::exit(130);
+}
+
+/// Runs a node until `shutdown` is cancelled (the testable core of [`run`]).
+///
+/// # Errors
+/// As [`run`].
+pub async fn run_until(config: AgentConfig, shutdown: CancellationToken) -> anyhow::Result<()> {
+    tracing::info!(
+        version = env!("CARGO_PKG_VERSION"),
+        node = %config.node_name,
+        data_dir = %config.data_dir.display(),
+        fsync = ?config.log.fsync,
+        "starting proglog agent"
+    );
+    let log_dir = config.data_dir.join("log");
+    let existed = log_dir.join("lock").exists();
+    let log_config = config.log_config();
+    let log = {
+        let log_dir = log_dir.clone();
+        tokio::task::spawn_blocking(move || log_core::Log::open(&log_dir, log_config)).await?
+    }
+    .with_context(|| format!("opening the log in {}", log_dir.display()))?;
+    let log = Arc::new(log);
+    match (existed, log.opened_clean()) {
+        (false, _) => tracing::info!(dir = %log_dir.display(), "created a new log"),
+        (true, true) => tracing::info!(
+            dir = %log_dir.display(),
+            next_offset = log.next_offset(),
+            "log was closed cleanly; no recovery needed"
+        ),
+        (true, false) => tracing::warn!(
+            dir = %log_dir.display(),
+            next_offset = log.next_offset(),
+            "log was not closed cleanly; recovered its newest segment"
+        ),
+    }
+
+    let listener = tokio::net::TcpListener::bind(&config.rpc_addr)
+        .await
+        .with_context(|| format!("binding rpc_addr {}", config.rpc_addr))?;
+    let addr = listener.local_addr()?.to_string();
+    let commit_log = Arc::new(log_server::LocalLog::new(
+        Arc::clone(&log),
+        &config.node_name,
+        &addr,
+        config.server.in_flight_records_max,
+    ));
+    tracing::info!(addr = %addr, "listening for gRPC and HTTP");
+
+    let tasks = TaskTracker::new();
+    tasks.spawn(enforce_retention(Arc::clone(&log), shutdown.clone()));
+    tasks.close();
+    let served = log_server::serve(listener, commit_log, config.server_config(), shutdown.clone()).await;
+    shutdown.cancel();
+    tasks.wait().await;
+
+    let closed = {
+        let log = Arc::clone(&log);
+        tokio::task::spawn_blocking(move || log.close()).await?
+    };
+    match &closed {
+        Ok(()) => tracing::info!(next_offset = log.next_offset(), "log flushed and closed cleanly"),
+        Err(e) => tracing::error!(error = %e, "closing the log failed; the next start will recover it"),
+    }
+    served.context("serving")?;
+    closed.context("closing the log")?;
+    Ok(())
+}
+
+async fn enforce_retention(log: Arc<log_core::Log>, shutdown: CancellationToken) {
+    loop {
+        tokio::select! {
+            () = tokio::time::sleep(RETENTION_INTERVAL) => {}
+            () = shutdown.cancelled() => return,
+        }
+        let log = Arc::clone(&log);
+        match tokio::task::spawn_blocking(move || log.enforce_retention(log_core::now_ms())).await {
+            Ok(Ok(0)) => {}
+            Ok(Ok(dropped)) => tracing::info!(dropped, "retention dropped old segments"),
+            Ok(Err(e)) => tracing::warn!(error = %e, "retention failed"),
+            Err(e) => tracing::warn!(error = %e, "retention task failed"),
+        }
+    }
+}

@@ -1,0 +1,84 @@
+//! The contract between the API and whatever log is behind it.
+
+use std::future::Future;
+
+use log_core::Record;
+use tokio::sync::watch;
+
+use crate::error::Result;
+
+/// Where a node's log stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LogInfo {
+    /// Lowest retained offset.
+    pub lowest_offset: u64,
+    /// Offset the next record will get.
+    pub next_offset: u64,
+    /// Records below this offset are committed and visible to consumers.
+    pub commit_offset: u64,
+}
+
+impl LogInfo {
+    /// The newest committed record's offset, if any.
+    pub fn highest_offset(&self) -> Option<u64> {
+        (self.commit_offset > self.lowest_offset).then(|| self.commit_offset - 1)
+    }
+}
+
+/// A member of the cluster as clients see it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerInfo {
+    /// Node id (its name).
+    pub id: String,
+    /// Address of its gRPC + HTTP port.
+    pub rpc_addr: String,
+    /// Whether it currently leads (always true for a single node).
+    pub is_leader: bool,
+}
+
+/// A commit log the API can serve: the local log today, the replicated log
+/// later. Every implementation must pass the same conformance tests
+/// (`log-server/tests`).
+///
+/// Consumers see only committed records: reads at or past
+/// [`LogInfo::commit_offset`] are out of range, and
+/// [`watch_commit`](Self::watch_commit) publishes each new commit offset so
+/// followers wait without polling.
+pub trait CommitLog: Send + Sync + 'static {
+    /// Appends the values as one batch with dense offsets and returns the
+    /// first offset. When it returns `Ok`, the records are committed (durable
+    /// under the node's fsync policy).
+    ///
+    /// # Errors
+    /// `RecordTooLarge` (nothing written), `Overloaded`, `Unavailable`.
+    fn append(&self, values: Vec<Vec<u8>>) -> impl Future<Output = Result<u64>> + Send;
+
+    /// Reads one committed record.
+    ///
+    /// # Errors
+    /// `OutOfRange` with the valid range.
+    fn read(&self, offset: u64) -> impl Future<Output = Result<Record>> + Send;
+
+    /// Reads committed records from `from`: at most `records_max` and
+    /// `bytes_max` bytes (but at least one when there is one); empty at the
+    /// commit offset.
+    ///
+    /// # Errors
+    /// `OutOfRange` with the valid range.
+    fn read_batch(&self, from: u64, bytes_max: u64, records_max: u64) -> impl Future<Output = Result<Vec<Record>>> + Send;
+
+    /// Offsets of the log now.
+    fn info(&self) -> LogInfo;
+
+    /// The commit offset, updated after every commit.
+    fn watch_commit(&self) -> watch::Receiver<u64>;
+
+    /// Largest record payload accepted, in bytes.
+    fn record_bytes_max(&self) -> u64;
+
+    /// The servers clients may call.
+    fn servers(&self) -> Vec<ServerInfo>;
+
+    /// Whether the log accepts writes (readiness).
+    fn is_ready(&self) -> bool;
+}

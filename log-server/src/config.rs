@@ -1,0 +1,34 @@
+//! Limits of the API layer.
+
+/// Configuration of the gRPC and HTTP server.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerConfig {
+    /// After shutdown starts, in-flight requests get this many milliseconds to
+    /// finish before connections are dropped.
+    pub drain_timeout_ms: u64,
+    /// Largest gRPC message accepted or sent, in bytes.
+    pub grpc_message_bytes_max: usize,
+    /// Largest HTTP request body accepted, in bytes.
+    pub http_body_bytes_max: usize,
+    /// Records a consume batch or stream step returns when the client does not
+    /// say.
+    pub consume_records_default: u32,
+    /// Bytes a consume batch or stream step returns when the client does not
+    /// say.
+    pub consume_bytes_default: u64,
+    /// Requests a `ProduceStream` batches into one append at most.
+    pub produce_stream_batch_max: usize,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            drain_timeout_ms: 10_000,
+            grpc_message_bytes_max: 16 << 20,
+            http_body_bytes_max: 16 << 20,
+            consume_records_default: 1000,
+            consume_bytes_default: 1 << 20,
+            produce_stream_batch_max: 1024,
+        }
+    }
+}

@@ -1,0 +1,265 @@
+//! The tonic implementation of `proglog.v1.Log`.
+
+use std::pin::Pin;
+use std::sync::Arc;
+
+use futures_util::Stream;
+use proto::v1::log_server::Log as LogApi;
+use proto::v1::{
+    ConsumeBatchRequest, ConsumeBatchResponse, ConsumeRequest, ConsumeResponse, GetLogInfoRequest, GetLogInfoResponse,
+    GetServersRequest, GetServersResponse, ProduceBatchRequest, ProduceBatchResponse, ProduceRequest, ProduceResponse,
+    Server,
+};
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use tokio_util::sync::CancellationToken;
+use tonic::{Request, Response, Status, Streaming};
+
+use crate::commit_log::CommitLog;
+use crate::config::ServerConfig;
+use crate::error::Error;
+
+/// Responses buffered per stream before the sender waits for the client.
+const STREAM_BUFFER: usize = 256;
+
+type ResponseStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send>>;
+
+/// The `Log` gRPC service over any [`CommitLog`].
+pub struct LogService<L> {
+    log: Arc<L>,
+    config: ServerConfig,
+    shutdown: CancellationToken,
+}
+
+impl<L: CommitLog> LogService<L> {
+    /// A service over `log`; streams end with `UNAVAILABLE` once `shutdown`
+    /// is cancelled.
+    pub fn new(log: Arc<L>, config: ServerConfig, shutdown: CancellationToken) -> Self {
+        Self { log, config, shutdown }
+    }
+}
+
+fn shutting_down() -> Status {
+    Status::unavailable("the server is shutting down")
+}
+
+/// Values of produce requests, or the error for the first request without a
+/// record.
+fn values(requests: impl IntoIterator<Item = Option<proto::v1::Record>>) -> Result<Vec<Vec<u8>>, Error> {
+    requests
+        .into_iter()
+        .map(|record| record.map(|r| r.value.to_vec()).ok_or_else(|| Error::InvalidArgument("record is required".into())))
+        .collect()
+}
+
+#[tonic::async_trait]
+impl<L: CommitLog> LogApi for LogService<L> {
+    async fn produce(&self, request: Request<ProduceRequest>) -> Result<Response<ProduceResponse>, Status> {
+        let values = values([request.into_inner().record])?;
+        let offset = self.log.append(values).await?;
+        Ok(Response::new(ProduceResponse { offset }))
+    }
+
+    async fn produce_batch(
+        &self,
+        request: Request<ProduceBatchRequest>,
+    ) -> Result<Response<ProduceBatchResponse>, Status> {
+        let values = values(request.into_inner().records.into_iter().map(Some))?;
+        let count = values.len() as u64;
+        if count == 0 {
+            return Err(Error::InvalidArgument("a batch needs at least one record".into()).into());
+        }
+        let base_offset = self.log.append(values).await?;
+        Ok(Response::new(ProduceBatchResponse { base_offset, count }))
+    }
+
+    type ProduceStreamStream = ResponseStream<ProduceResponse>;
+
+    /// Pipelined produce: requests that arrive while an append runs are
+    /// appended together next (one write, one fsync); responses keep request
+    /// order. A bad request acknowledges the good ones before it, then ends
+    /// the stream with its error.
+    async fn produce_stream(
+        &self,
+        request: Request<Streaming<ProduceRequest>>,
+    ) -> Result<Response<Self::ProduceStreamStream>, Status> {
+        let mut inbound = request.into_inner();
+        let (requests_tx, mut requests) = mpsc::channel::<Result<ProduceRequest, Status>>(self.config.produce_stream_batch_max);
+        let (responses, out) = mpsc::channel(STREAM_BUFFER);
+        let shutdown = self.shutdown.clone();
+        // Reader: keeps pulling requests off the wire while an append runs.
+        tokio::spawn(async move {
+            loop {
+                let next = tokio::select! {
+                    next = inbound.message() => next,
+                    () = shutdown.cancelled() => return,
+                };
+                let item = match next {
+                    Ok(Some(request)) => Ok(request),
+                    Ok(None) => return,
+                    Err(status) => Err(status),
+                };
+                let last = item.is_err();
+                if requests_tx.send(item).await.is_err() || last {
+                    return;
+                }
+            }
+        });
+        let log = Arc::clone(&self.log);
+        let batch_max = self.config.produce_stream_batch_max;
+        let limit = self.log.record_bytes_max();
+        let shutdown = self.shutdown.clone();
+        tokio::spawn(async move {
+            let mut batch = Vec::with_capacity(batch_max);
+            loop {
+                let first = tokio::select! {
+                    first = requests.recv() => first,
+                    () = shutdown.cancelled() => {
+                        let _ = responses.send(Err(shutting_down())).await;
+                        return;
+                    }
+                };
+                let Some(first) = first else { return };
+                batch.clear();
+                batch.push(first);
+                while batch.len() < batch_max {
+                    match requests.try_recv() {
+                        Ok(item) => batch.push(item),
+                        Err(_) => break,
+                    }
+                }
+                // Everything up to the first bad request is appended and
+                // acknowledged; then the stream ends with that request's error.
+                let mut failure = None;
+                let mut good = Vec::with_capacity(batch.len());
+                for item in batch.drain(..) {
+                    let checked = item.and_then(|request| {
+                        let value = request.record.map(|r| r.value).ok_or_else(|| Status::from(Error::InvalidArgument("record is required".into())))?;
+                        if value.len() as u64 > limit {
+                            return Err(Error::RecordTooLarge { size: value.len() as u64, limit }.into());
+                        }
+                        Ok(value.to_vec())
+                    });
+                    match checked {
+                        Ok(value) => good.push(value),
+                        Err(status) => {
+                            failure = Some(status);
+                            break;
+                        }
+                    }
+                }
+                if !good.is_empty() {
+                    let count = good.len() as u64;
+                    match log.append(good).await {
+                        Ok(first) => {
+                            for offset in first..first + count {
+                                if responses.send(Ok(ProduceResponse { offset })).await.is_err() {
+                                    return;
+                                }
+                            }
+                        }
+                        Err(error) => failure = Some(error.into()),
+                    }
+                }
+                if let Some(status) = failure {
+                    let _ = responses.send(Err(status)).await;
+                    return;
+                }
+            }
+        });
+        Ok(Response::new(Box::pin(ReceiverStream::new(out))))
+    }
+
+    async fn consume(&self, request: Request<ConsumeRequest>) -> Result<Response<ConsumeResponse>, Status> {
+        let record = self.log.read(request.into_inner().offset).await?;
+        Ok(Response::new(ConsumeResponse { record: Some(record.into()) }))
+    }
+
+    async fn consume_batch(
+        &self,
+        request: Request<ConsumeBatchRequest>,
+    ) -> Result<Response<ConsumeBatchResponse>, Status> {
+        let request = request.into_inner();
+        let records_max = if request.max_records == 0 { self.config.consume_records_default } else { request.max_records };
+        let bytes_max = if request.max_bytes == 0 { self.config.consume_bytes_default } else { request.max_bytes };
+        let records = self.log.read_batch(request.from_offset, bytes_max, u64::from(records_max)).await?;
+        let next_offset = records.last().map_or(request.from_offset, |r| r.offset + 1);
+        Ok(Response::new(ConsumeBatchResponse { records: records.into_iter().map(Into::into).collect(), next_offset }))
+    }
+
+    type ConsumeStreamStream = ResponseStream<ConsumeResponse>;
+
+    /// Sends every committed record from the offset on, then waits on the
+    /// commit watch (no polling) and sends new records as they commit.
+    async fn consume_stream(
+        &self,
+        request: Request<ConsumeRequest>,
+    ) -> Result<Response<Self::ConsumeStreamStream>, Status> {
+        let mut offset = request.into_inner().offset;
+        let info = self.log.info();
+        if offset < info.lowest_offset || offset > info.commit_offset {
+            return Err(Error::OutOfRange { offset, lowest: info.lowest_offset, next: info.commit_offset }.into());
+        }
+        let (responses, out) = mpsc::channel(STREAM_BUFFER);
+        let log = Arc::clone(&self.log);
+        let shutdown = self.shutdown.clone();
+        let bytes_max = self.config.consume_bytes_default;
+        let records_max = u64::from(self.config.consume_records_default);
+        tokio::spawn(async move {
+            let mut commit = log.watch_commit();
+            loop {
+                let committed = *commit.borrow_and_update();
+                if offset < committed {
+                    let records = tokio::select! {
+                        records = log.read_batch(offset, bytes_max, records_max) => records,
+                        () = shutdown.cancelled() => Err(Error::Unavailable("the server is shutting down".into())),
+                    };
+                    match records {
+                        Ok(records) => {
+                            for record in records {
+                                offset = record.offset + 1;
+                                if responses.send(Ok(ConsumeResponse { record: Some(record.into()) })).await.is_err() {
+                                    return;
+                                }
+                            }
+                        }
+                        Err(error) => {
+                            let _ = responses.send(Err(error.into())).await;
+                            return;
+                        }
+                    }
+                    continue;
+                }
+                tokio::select! {
+                    changed = commit.changed() => if changed.is_err() { return },
+                    () = responses.closed() => return,
+                    () = shutdown.cancelled() => {
+                        let _ = responses.send(Err(shutting_down())).await;
+                        return;
+                    }
+                }
+            }
+        });
+        Ok(Response::new(Box::pin(ReceiverStream::new(out))))
+    }
+
+    async fn get_servers(&self, _request: Request<GetServersRequest>) -> Result<Response<GetServersResponse>, Status> {
+        let servers = self
+            .log
+            .servers()
+            .into_iter()
+            .map(|s| Server { id: s.id, rpc_addr: s.rpc_addr, is_leader: s.is_leader })
+            .collect();
+        Ok(Response::new(GetServersResponse { servers }))
+    }
+
+    async fn get_log_info(&self, _request: Request<GetLogInfoRequest>) -> Result<Response<GetLogInfoResponse>, Status> {
+        let info = self.log.info();
+        Ok(Response::new(GetLogInfoResponse {
+            lowest_offset: info.lowest_offset,
+            highest_offset: info.highest_offset(),
+            next_offset: info.next_offset,
+            commit_offset: info.commit_offset,
+        }))
+    }
+}

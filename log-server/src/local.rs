@@ -1,0 +1,142 @@
+//! The single-node [`CommitLog`]: a `log-core` log on this machine.
+
+use std::sync::Arc;
+
+use log_core::{Log, Record};
+use tokio::sync::{Semaphore, watch};
+
+use crate::commit_log::{CommitLog, LogInfo, ServerInfo};
+use crate::error::{Error, Result};
+
+/// A local log served directly. Blocking log calls run on tokio's blocking
+/// pool, so the reactor never waits on disk I/O or fsync.
+pub struct LocalLog {
+    log: Arc<Log>,
+    commit: watch::Sender<u64>,
+    node_id: String,
+    rpc_addr: String,
+    /// Records in flight in appends; bounded so overload is refused with
+    /// `RESOURCE_EXHAUSTED` instead of queueing without limit.
+    in_flight: Arc<Semaphore>,
+    in_flight_max: u32,
+}
+
+impl LocalLog {
+    /// Serves `log`, as node `node_id` reachable at `rpc_addr`, accepting at
+    /// most `in_flight_records_max` records in appends at once.
+    pub fn new(log: Arc<Log>, node_id: &str, rpc_addr: &str, in_flight_records_max: u32) -> Self {
+        let (commit, _) = watch::channel(log.next_offset());
+        Self {
+            log,
+            commit,
+            node_id: node_id.to_owned(),
+            rpc_addr: rpc_addr.to_owned(),
+            in_flight: Arc::new(Semaphore::new(in_flight_records_max as usize)),
+            in_flight_max: in_flight_records_max,
+        }
+    }
+
+    /// The log behind it.
+    pub fn log(&self) -> &Arc<Log> {
+        &self.log
+    }
+
+    fn commit_offset(&self) -> u64 {
+        *self.commit.borrow()
+    }
+
+    fn out_of_range(&self, offset: u64) -> Error {
+        Error::OutOfRange { offset, lowest: self.log.lowest_offset(), next: self.commit_offset() }
+    }
+}
+
+async fn blocking<T: Send + 'static>(work: impl FnOnce() -> log_core::Result<T> + Send + 'static) -> Result<T> {
+    match tokio::task::spawn_blocking(work).await {
+        Ok(result) => result.map_err(Error::from),
+        Err(e) => {
+            tracing::error!(error = %e, "a blocking log task failed");
+            Err(Error::Internal)
+        }
+    }
+}
+
+impl CommitLog for LocalLog {
+    async fn append(&self, values: Vec<Vec<u8>>) -> Result<u64> {
+        let count = u32::try_from(values.len()).unwrap_or(u32::MAX);
+        if count > self.in_flight_max {
+            return Err(Error::InvalidArgument(format!(
+                "a batch of {count} records is over the limit of {} records",
+                self.in_flight_max
+            )));
+        }
+        let limit = self.log.config().record_bytes_max;
+        if let Some(value) = values.iter().find(|v| v.len() as u64 > limit) {
+            return Err(Error::RecordTooLarge { size: value.len() as u64, limit });
+        }
+        let _permit = Arc::clone(&self.in_flight).try_acquire_many_owned(count).map_err(|_| {
+            Error::Overloaded(format!("more than {} records are being appended; retry later", self.in_flight_max))
+        })?;
+        let log = Arc::clone(&self.log);
+        let count = values.len() as u64;
+        let first = blocking(move || {
+            let now = log_core::now_ms();
+            let records: Vec<Record> = values.into_iter().map(|value| Record { timestamp_ms: now, ..Record::new(value) }).collect();
+            log.append_batch(&records)
+        })
+        .await?;
+        // Appends complete out of order across tasks: the commit offset only
+        // moves forward, and only over records whose append has returned.
+        // With one appender at a time in log-core, an append that returned
+        // covers every offset below its own end.
+        let end = first + count;
+        self.commit.send_if_modified(|commit| {
+            let moved = end > *commit;
+            if moved {
+                *commit = end;
+            }
+            moved
+        });
+        Ok(first)
+    }
+
+    async fn read(&self, offset: u64) -> Result<Record> {
+        if offset >= self.commit_offset() {
+            return Err(self.out_of_range(offset));
+        }
+        let log = Arc::clone(&self.log);
+        blocking(move || log.read(offset)).await
+    }
+
+    async fn read_batch(&self, from: u64, bytes_max: u64, records_max: u64) -> Result<Vec<Record>> {
+        let commit = self.commit_offset();
+        if from > commit || from < self.log.lowest_offset() {
+            return Err(self.out_of_range(from));
+        }
+        let records_max = records_max.min(commit - from);
+        if records_max == 0 {
+            return Ok(Vec::new());
+        }
+        let log = Arc::clone(&self.log);
+        blocking(move || log.read_batch(from, bytes_max, records_max)).await
+    }
+
+    fn info(&self) -> LogInfo {
+        LogInfo { lowest_offset: self.log.lowest_offset(), next_offset: self.log.next_offset(), commit_offset: self.commit_offset() }
+    }
+
+    fn watch_commit(&self) -> watch::Receiver<u64> {
+        self.commit.subscribe()
+    }
+
+    fn record_bytes_max(&self) -> u64 {
+        self.log.config().record_bytes_max
+    }
+
+    fn servers(&self) -> Vec<ServerInfo> {
+        vec![ServerInfo { id: self.node_id.clone(), rpc_addr: self.rpc_addr.clone(), is_leader: true }]
+    }
+
+    fn is_ready(&self) -> bool {
+        self.log.is_writable()
+    }
+}

@@ -1,0 +1,17 @@
+//! Compiles `proglog/v1/log.proto` with protox (pure Rust, no system
+//! `protoc`), generates prost messages and tonic client/server code, and
+//! writes the encoded file descriptor set for server reflection.
+
+use std::path::PathBuf;
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let proto = "proglog/v1/log.proto";
+    println!("cargo:rerun-if-changed={proto}");
+    let descriptors = protox::compile([proto], ["."])?;
+    let out_dir = PathBuf::from(std::env::var("OUT_DIR")?);
+    std::fs::write(out_dir.join("proglog_descriptor.bin"), prost::Message::encode_to_vec(&descriptors))?;
+    tonic_prost_build::configure()
+        .bytes(".proglog.v1.Record.value")
+        .compile_fds(descriptors)?;
+    Ok(())
+}
