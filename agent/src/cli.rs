@@ -76,7 +76,9 @@ impl AgentArgs {
 }
 
 fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
-    tokio::runtime::Builder::new_multi_thread().enable_all().build()
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
 }
 
 /// Parses the command line and runs it.
@@ -91,13 +93,25 @@ pub fn main() -> ExitCode {
                     return ExitCode::from(2);
                 }
             };
-            runtime().map_err(anyhow::Error::from).and_then(|rt| rt.block_on(crate::node::run(config)))
+            runtime()
+                .map_err(anyhow::Error::from)
+                .and_then(|rt| rt.block_on(crate::node::run(config)))
         }
-        Command::Produce(args) => runtime().map_err(anyhow::Error::from).and_then(|rt| rt.block_on(crate::client::produce(args))),
-        Command::Consume(args) => runtime().map_err(anyhow::Error::from).and_then(|rt| rt.block_on(crate::client::consume(args))),
-        Command::Info(args) => runtime().map_err(anyhow::Error::from).and_then(|rt| rt.block_on(crate::client::info(args))),
-        Command::Servers(args) => runtime().map_err(anyhow::Error::from).and_then(|rt| rt.block_on(crate::client::servers(args))),
-        Command::Bench(args) => runtime().map_err(anyhow::Error::from).and_then(|rt| rt.block_on(crate::bench::run(args))),
+        Command::Produce(args) => runtime()
+            .map_err(anyhow::Error::from)
+            .and_then(|rt| rt.block_on(crate::client::produce(args))),
+        Command::Consume(args) => runtime()
+            .map_err(anyhow::Error::from)
+            .and_then(|rt| rt.block_on(crate::client::consume(args))),
+        Command::Info(args) => runtime()
+            .map_err(anyhow::Error::from)
+            .and_then(|rt| rt.block_on(crate::client::info(args))),
+        Command::Servers(args) => runtime()
+            .map_err(anyhow::Error::from)
+            .and_then(|rt| rt.block_on(crate::client::servers(args))),
+        Command::Bench(args) => runtime()
+            .map_err(anyhow::Error::from)
+            .and_then(|rt| rt.block_on(crate::bench::run(args))),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

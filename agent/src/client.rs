@@ -1,6 +1,42 @@
-//! Client subcommands: produce, consume, info, servers.
+//! Client subcommands: produce, consume, info, servers, and the connection
+//! helper [`connect`] that `bench` shares.
+//!
+//! Every command talks gRPC to one node. Server errors come back as
+//! `CODE: message` (see [`status_error`]), so a script can tell an
+//! `OUT_OF_RANGE` from an `UNAVAILABLE` without parsing the rest.
 
-use clap::Args;
+use std::io::{self, Write};
+use std::time::Duration;
+
+use anyhow::Context as _;
+use base64::Engine as _;
+use bytes::Bytes;
+use clap::{Args, ValueEnum};
+use futures_util::FutureExt as _;
+use proto::v1::log_client::LogClient;
+use proto::v1::{
+    ConsumeBatchRequest, ConsumeRequest, GetLogInfoRequest, GetServersRequest, ProduceBatchRequest,
+    ProduceRequest, Record,
+};
+use serde::Serialize;
+use tokio::sync::{mpsc, oneshot};
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::transport::{Channel, Endpoint};
+
+/// Longest a connection attempt may take: long enough for a busy node,
+/// short enough that a wrong address fails while the user still waits.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Largest gRPC message the client sends or accepts. Above the server's
+/// default (16 MiB) so the server's limit is the one that applies.
+const MESSAGE_BYTES_MAX: usize = 64 << 20;
+
+/// Records asked for per `ConsumeBatch` page.
+const PAGE_RECORDS_MAX: u64 = 1000;
+
+/// Stdin lines read ahead of the stream; bounds memory when the server is
+/// slower than the pipe.
+const STDIN_QUEUE_RECORDS: usize = 1024;
 
 /// Where the server is.
 #[derive(Debug, Clone, Args)]
@@ -16,8 +52,18 @@ pub struct ProduceArgs {
     /// Where the server is.
     #[command(flatten)]
     pub connect: ConnectArgs,
-    /// Values to append; without any, one record per stdin line.
+    /// Values to append, together as one batch; without any, one record per
+    /// stdin line (without its line ending; an empty line is an empty record).
     pub values: Vec<String>,
+}
+
+/// How `consume` prints records.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum OutputFormat {
+    /// The value's bytes, then a newline.
+    Raw,
+    /// One JSON object per line: `{"offset":N,"timestampMs":T,"value":"<base64>"}`.
+    Json,
 }
 
 /// `proglog consume`.
@@ -27,8 +73,18 @@ pub struct ConsumeArgs {
     #[command(flatten)]
     pub connect: ConnectArgs,
     /// First offset to read (default: the lowest retained).
-    #[arg(long)]
+    #[arg(long, value_name = "OFFSET")]
     pub from: Option<u64>,
+    /// Keep reading new records as they are committed, until --limit or
+    /// Ctrl-C. Without it, stop at the commit offset seen at the start.
+    #[arg(long)]
+    pub follow: bool,
+    /// Stop after this many records.
+    #[arg(long, value_name = "RECORDS")]
+    pub limit: Option<u64>,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = OutputFormat::Raw)]
+    pub output: OutputFormat,
 }
 
 /// `proglog info` and `proglog servers`.
@@ -37,36 +93,562 @@ pub struct InfoArgs {
     /// Where the server is.
     #[command(flatten)]
     pub connect: ConnectArgs,
+    /// Print one JSON object instead of text.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Connects to the node at `args.addr` (a `HOST:PORT`, or a full
+/// `http://` URL).
+///
+/// Each call opens its own HTTP/2 connection, so callers that want several
+/// connections (bench) call it several times.
+///
+/// # Errors
+/// The address is malformed, or nothing answers there within
+/// [`CONNECT_TIMEOUT`]; the message names the address.
+pub async fn connect(args: &ConnectArgs) -> anyhow::Result<LogClient<Channel>> {
+    let addr = &args.addr;
+    let uri = if addr.contains("://") {
+        addr.clone()
+    } else {
+        format!("http://{addr}")
+    };
+    let endpoint = Endpoint::from_shared(uri)
+        .with_context(|| format!("invalid address {addr:?}: expected HOST:PORT"))?
+        .connect_timeout(CONNECT_TIMEOUT);
+    // The outer timeout also covers a peer that accepts TCP but never
+    // completes the HTTP/2 handshake.
+    let channel = match tokio::time::timeout(CONNECT_TIMEOUT, endpoint.connect()).await {
+        Ok(connected) => connected.with_context(|| format!("cannot connect to {addr}"))?,
+        Err(_) => anyhow::bail!("cannot connect to {addr}: no answer within {CONNECT_TIMEOUT:?}"),
+    };
+    Ok(LogClient::new(channel)
+        .max_decoding_message_size(MESSAGE_BYTES_MAX)
+        .max_encoding_message_size(MESSAGE_BYTES_MAX))
+}
+
+/// The canonical name of a gRPC code, as in the `.proto` comments.
+fn code_name(code: tonic::Code) -> &'static str {
+    use tonic::Code;
+    match code {
+        Code::Ok => "OK",
+        Code::Cancelled => "CANCELLED",
+        Code::Unknown => "UNKNOWN",
+        Code::InvalidArgument => "INVALID_ARGUMENT",
+        Code::DeadlineExceeded => "DEADLINE_EXCEEDED",
+        Code::NotFound => "NOT_FOUND",
+        Code::AlreadyExists => "ALREADY_EXISTS",
+        Code::PermissionDenied => "PERMISSION_DENIED",
+        Code::ResourceExhausted => "RESOURCE_EXHAUSTED",
+        Code::FailedPrecondition => "FAILED_PRECONDITION",
+        Code::Aborted => "ABORTED",
+        Code::OutOfRange => "OUT_OF_RANGE",
+        Code::Unimplemented => "UNIMPLEMENTED",
+        Code::Internal => "INTERNAL",
+        Code::Unavailable => "UNAVAILABLE",
+        Code::DataLoss => "DATA_LOSS",
+        Code::Unauthenticated => "UNAUTHENTICATED",
+    }
+}
+
+/// A gRPC status as `CODE: message`, followed by the transport's cause when
+/// the status came from the connection rather than the server.
+///
+/// tonic's own `Display` also prints details and metadata, which is noise
+/// on a terminal.
+pub fn status_error(status: tonic::Status) -> anyhow::Error {
+    let mut text = format!("{}: {}", code_name(status.code()), status.message());
+    let mut source = std::error::Error::source(&status);
+    while let Some(cause) = source {
+        text.push_str(&format!(": {cause}"));
+        source = cause.source();
+    }
+    anyhow::Error::msg(text)
+}
+
+/// Stdout, buffered; flushed when the command would otherwise wait.
+fn stdout() -> io::BufWriter<io::Stdout> {
+    io::BufWriter::with_capacity(64 << 10, io::stdout())
 }
 
 /// Runs `proglog produce`.
 ///
 /// # Errors
-/// Connection or server errors.
-pub async fn produce(_args: ProduceArgs) -> anyhow::Result<()> {
-    anyhow::bail!("produce is not implemented yet")
+/// Connection or server errors; records acknowledged before a failure have
+/// their offsets printed first.
+pub async fn produce(args: ProduceArgs) -> anyhow::Result<()> {
+    let addr = args.connect.addr.clone();
+    let mut client = connect(&args.connect).await?;
+    let mut out = stdout();
+    let result = if args.values.is_empty() {
+        produce_stdin(&mut client, &mut out).await
+    } else {
+        produce_values(&mut client, args.values, &mut out).await
+    };
+    let flushed = out.flush().context("writing offsets to stdout");
+    result.with_context(|| format!("producing to {addr}"))?;
+    flushed
+}
+
+/// Appends `values` as one batch: dense offsets, one round trip.
+async fn produce_values(
+    client: &mut LogClient<Channel>,
+    values: Vec<String>,
+    out: &mut impl Write,
+) -> anyhow::Result<()> {
+    let records = values
+        .into_iter()
+        .map(|value| Record {
+            value: Bytes::from(value),
+            ..Record::default()
+        })
+        .collect();
+    let response = client
+        .produce_batch(ProduceBatchRequest { records })
+        .await
+        .map_err(status_error)?
+        .into_inner();
+    for offset in response.base_offset..response.base_offset + response.count {
+        writeln!(out, "{offset}").context("writing offsets to stdout")?;
+    }
+    Ok(())
+}
+
+/// Streams stdin lines over one `ProduceStream`: a reader thread feeds the
+/// request stream while this task prints offsets as they come back.
+async fn produce_stdin(
+    client: &mut LogClient<Channel>,
+    out: &mut impl Write,
+) -> anyhow::Result<()> {
+    let (requests, requests_rx) = mpsc::channel(STDIN_QUEUE_RECORDS);
+    let (read_done, read_result) = oneshot::channel();
+    // A plain thread, not `spawn_blocking`: a read blocked on an idle stdin
+    // must not keep the runtime from shutting down after an error.
+    std::thread::spawn(move || {
+        let _ = read_done.send(read_lines(io::stdin().lock(), &requests));
+    });
+    let mut responses = client
+        .produce_stream(ReceiverStream::new(requests_rx))
+        .await
+        .map_err(status_error)?
+        .into_inner();
+    let mut acknowledged = 0u64;
+    loop {
+        // Flush only when the next offset is not already here, so a large
+        // stdin is not one write per line and a terminal still sees each.
+        let next = match responses.message().now_or_never() {
+            Some(next) => next,
+            None => {
+                out.flush().context("writing offsets to stdout")?;
+                responses.message().await
+            }
+        };
+        let Some(response) = next.map_err(status_error)? else {
+            break;
+        };
+        writeln!(out, "{}", response.offset).context("writing offsets to stdout")?;
+        acknowledged += 1;
+    }
+    let sent = read_result
+        .await
+        .context("the stdin reader stopped")?
+        .context("reading stdin")?;
+    anyhow::ensure!(
+        acknowledged == sent,
+        "the server ended the stream after {acknowledged} of {sent} records"
+    );
+    Ok(())
+}
+
+/// Sends one produce request per line of `input` until it ends; returns how
+/// many were sent.
+fn read_lines(
+    mut input: impl io::BufRead,
+    requests: &mpsc::Sender<ProduceRequest>,
+) -> io::Result<u64> {
+    let mut sent = 0;
+    loop {
+        let mut line = Vec::new();
+        if input.read_until(b'\n', &mut line)? == 0 {
+            return Ok(sent);
+        }
+        if line.last() == Some(&b'\n') {
+            line.pop();
+            if line.last() == Some(&b'\r') {
+                line.pop();
+            }
+        }
+        let record = Record {
+            value: Bytes::from(line),
+            ..Record::default()
+        };
+        if requests
+            .blocking_send(ProduceRequest {
+                record: Some(record),
+            })
+            .is_err()
+        {
+            // The stream is gone; the response side reports why.
+            return Ok(sent);
+        }
+        sent += 1;
+    }
+}
+
+/// A record as `consume --output json` prints it (proto3 JSON names, the
+/// same shape as the HTTP API).
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct RecordJson {
+    offset: u64,
+    timestamp_ms: u64,
+    value: String,
+}
+
+fn write_record(out: &mut impl Write, record: &Record, format: OutputFormat) -> io::Result<()> {
+    match format {
+        OutputFormat::Raw => {
+            out.write_all(&record.value)?;
+            out.write_all(b"\n")
+        }
+        OutputFormat::Json => {
+            let json = RecordJson {
+                offset: record.offset,
+                timestamp_ms: record.timestamp_ms,
+                value: base64::engine::general_purpose::STANDARD.encode(&record.value),
+            };
+            serde_json::to_writer(&mut *out, &json)?;
+            out.write_all(b"\n")
+        }
+    }
+}
+
+/// Why a consume loop stopped early.
+enum Stop {
+    /// The reader of stdout went away (`| head`): a normal end.
+    StdoutClosed,
+    /// A real failure.
+    Failed(anyhow::Error),
+}
+
+impl From<io::Error> for Stop {
+    fn from(error: io::Error) -> Self {
+        if error.kind() == io::ErrorKind::BrokenPipe {
+            Self::StdoutClosed
+        } else {
+            Self::Failed(anyhow::Error::new(error).context("writing records to stdout"))
+        }
+    }
+}
+
+impl From<tonic::Status> for Stop {
+    fn from(status: tonic::Status) -> Self {
+        Self::Failed(status_error(status))
+    }
 }
 
 /// Runs `proglog consume`.
 ///
 /// # Errors
-/// Connection or server errors.
-pub async fn consume(_args: ConsumeArgs) -> anyhow::Result<()> {
-    anyhow::bail!("consume is not implemented yet")
+/// Connection or server errors, e.g. `OUT_OF_RANGE` naming the valid range
+/// when `--from` is outside it.
+pub async fn consume(args: ConsumeArgs) -> anyhow::Result<()> {
+    let addr = &args.connect.addr;
+    let mut client = connect(&args.connect).await?;
+    let info = client
+        .get_log_info(GetLogInfoRequest {})
+        .await
+        .map_err(status_error)
+        .with_context(|| format!("asking {addr} for the log's offsets"))?
+        .into_inner();
+    let from = args.from.unwrap_or(info.lowest_offset);
+    let limit = args.limit.unwrap_or(u64::MAX);
+    let mut out = stdout();
+    let result = if args.follow {
+        consume_follow(&mut client, from, limit, args.output, &mut out).await
+    } else {
+        consume_pages(
+            &mut client,
+            from,
+            info.commit_offset,
+            limit,
+            args.output,
+            &mut out,
+        )
+        .await
+    };
+    let result = result.and_then(|()| out.flush().map_err(Stop::from));
+    match result {
+        Ok(()) | Err(Stop::StdoutClosed) => Ok(()),
+        Err(Stop::Failed(error)) => {
+            // What was read before the failure is still worth showing.
+            let _ = out.flush();
+            Err(error.context(format!("consuming from {addr} at offset {from}")))
+        }
+    }
+}
+
+/// Reads `[from, end)` (at most `limit` records) in `ConsumeBatch` pages.
+async fn consume_pages(
+    client: &mut LogClient<Channel>,
+    from: u64,
+    end: u64,
+    limit: u64,
+    format: OutputFormat,
+    out: &mut impl Write,
+) -> Result<(), Stop> {
+    let mut next = from;
+    let mut remaining = limit;
+    // The first page is always asked for, even when `from` is the end, so a
+    // bad `--from` gets the server's OUT_OF_RANGE with the valid range.
+    while remaining > 0 {
+        let wanted = remaining
+            .min(end.saturating_sub(next))
+            .clamp(1, PAGE_RECORDS_MAX);
+        let request = ConsumeBatchRequest {
+            from_offset: next,
+            max_records: u32::try_from(wanted).unwrap_or(u32::MAX),
+            max_bytes: 0,
+        };
+        let page = client.consume_batch(request).await?.into_inner();
+        // Records committed after the start are left for the next run.
+        let records: Vec<_> = page
+            .records
+            .into_iter()
+            .filter(|r| r.offset < end)
+            .collect();
+        if records.is_empty() {
+            return Ok(());
+        }
+        for record in records
+            .iter()
+            .take(usize::try_from(remaining).unwrap_or(usize::MAX))
+        {
+            write_record(out, record, format)?;
+            remaining -= 1;
+        }
+        next = page.next_offset;
+        if next >= end {
+            return Ok(());
+        }
+    }
+    Ok(())
+}
+
+/// Reads from `from` with `ConsumeStream`, following the tail until `limit`
+/// records or Ctrl-C.
+async fn consume_follow(
+    client: &mut LogClient<Channel>,
+    from: u64,
+    limit: u64,
+    format: OutputFormat,
+    out: &mut impl Write,
+) -> Result<(), Stop> {
+    if limit == 0 {
+        return Ok(());
+    }
+    let mut records = client
+        .consume_stream(ConsumeRequest { offset: from })
+        .await?
+        .into_inner();
+    let interrupted = tokio::signal::ctrl_c();
+    tokio::pin!(interrupted);
+    let mut remaining = limit;
+    loop {
+        let next = match records.message().now_or_never() {
+            Some(next) => next,
+            None => {
+                // Caught up: show what we have, then wait for more.
+                out.flush()?;
+                tokio::select! {
+                    next = records.message() => next,
+                    _ = &mut interrupted => return Ok(()),
+                }
+            }
+        };
+        let Some(response) = next? else { return Ok(()) };
+        let Some(record) = response.record else {
+            return Err(Stop::Failed(anyhow::anyhow!(
+                "the server sent a response without a record"
+            )));
+        };
+        write_record(out, &record, format)?;
+        remaining -= 1;
+        if remaining == 0 {
+            return Ok(());
+        }
+    }
+}
+
+/// `proglog info --json`: the proto3 JSON names, as the HTTP API uses.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct InfoJson {
+    lowest_offset: u64,
+    highest_offset: Option<u64>,
+    next_offset: u64,
+    commit_offset: u64,
 }
 
 /// Runs `proglog info`.
 ///
 /// # Errors
 /// Connection or server errors.
-pub async fn info(_args: InfoArgs) -> anyhow::Result<()> {
-    anyhow::bail!("info is not implemented yet")
+pub async fn info(args: InfoArgs) -> anyhow::Result<()> {
+    let mut client = connect(&args.connect).await?;
+    let info = client
+        .get_log_info(GetLogInfoRequest {})
+        .await
+        .map_err(status_error)
+        .with_context(|| format!("asking {} for the log's offsets", args.connect.addr))?
+        .into_inner();
+    let text = if args.json {
+        let json = InfoJson {
+            lowest_offset: info.lowest_offset,
+            highest_offset: info.highest_offset,
+            next_offset: info.next_offset,
+            commit_offset: info.commit_offset,
+        };
+        format!("{}\n", serde_json::to_string(&json)?)
+    } else {
+        let highest = info
+            .highest_offset
+            .map_or_else(|| "none (the log is empty)".to_owned(), |h| h.to_string());
+        format!(
+            "lowest offset:  {}\nhighest offset: {highest}\nnext offset:    {}\ncommit offset:  {}\n",
+            info.lowest_offset, info.next_offset, info.commit_offset
+        )
+    };
+    io::stdout()
+        .write_all(text.as_bytes())
+        .context("writing to stdout")
+}
+
+/// One server in `proglog servers --json`.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct ServerJson {
+    id: String,
+    rpc_addr: String,
+    is_leader: bool,
 }
 
 /// Runs `proglog servers`.
 ///
 /// # Errors
 /// Connection or server errors.
-pub async fn servers(_args: InfoArgs) -> anyhow::Result<()> {
-    anyhow::bail!("servers is not implemented yet")
+pub async fn servers(args: InfoArgs) -> anyhow::Result<()> {
+    let mut client = connect(&args.connect).await?;
+    let servers = client
+        .get_servers(GetServersRequest {})
+        .await
+        .map_err(status_error)
+        .with_context(|| format!("asking {} for the servers", args.connect.addr))?
+        .into_inner()
+        .servers;
+    let text = if args.json {
+        let servers: Vec<_> = servers
+            .into_iter()
+            .map(|s| ServerJson {
+                id: s.id,
+                rpc_addr: s.rpc_addr,
+                is_leader: s.is_leader,
+            })
+            .collect();
+        format!("{}\n", serde_json::json!({ "servers": servers }))
+    } else {
+        let rows: Vec<[String; 3]> = servers
+            .into_iter()
+            .map(|s| {
+                [
+                    s.id,
+                    s.rpc_addr,
+                    if s.is_leader { "yes" } else { "no" }.to_owned(),
+                ]
+            })
+            .collect();
+        table(["ID", "RPC ADDRESS", "LEADER"], &rows)
+    };
+    io::stdout()
+        .write_all(text.as_bytes())
+        .context("writing to stdout")
+}
+
+/// Left-aligned columns two spaces apart; the last column is not padded.
+fn table<const N: usize>(header: [&str; N], rows: &[[String; N]]) -> String {
+    let mut widths = header.map(str::len);
+    for row in rows {
+        for (width, cell) in widths.iter_mut().zip(row) {
+            *width = (*width).max(cell.chars().count());
+        }
+    }
+    let mut text = String::new();
+    let lines = std::iter::once(header.map(str::to_owned)).chain(rows.iter().cloned());
+    for row in lines {
+        let mut line = String::new();
+        for (i, (cell, width)) in row.iter().zip(widths).enumerate() {
+            if i + 1 == N {
+                line.push_str(cell);
+            } else {
+                line.push_str(&format!("{cell:<width$}  "));
+            }
+        }
+        text.push_str(line.trim_end());
+        text.push('\n');
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stdin_lines_become_records_without_their_line_endings() {
+        let (requests, mut received) = mpsc::channel(16);
+        let input = &b"one\r\ntwo\n\nlast"[..];
+        let sent = read_lines(input, &requests).expect("read");
+        drop(requests);
+        let mut values = Vec::new();
+        while let Ok(request) = received.try_recv() {
+            values.push(request.record.expect("record").value);
+        }
+        assert_eq!(sent, 4);
+        assert_eq!(values, [&b"one"[..], b"two", b"", b"last"]);
+    }
+
+    #[test]
+    fn json_output_uses_proto3_names_and_base64() {
+        let record = Record {
+            value: Bytes::from_static(b"hi"),
+            offset: 3,
+            timestamp_ms: 7,
+        };
+        let mut out = Vec::new();
+        write_record(&mut out, &record, OutputFormat::Json).expect("write");
+        assert_eq!(
+            out,
+            b"{\"offset\":3,\"timestampMs\":7,\"value\":\"aGk=\"}\n"
+        );
+    }
+
+    #[test]
+    fn a_status_prints_as_code_and_message() {
+        let error = status_error(tonic::Status::out_of_range("offset 9 is out of range"));
+        assert_eq!(error.to_string(), "OUT_OF_RANGE: offset 9 is out of range");
+    }
+
+    #[test]
+    fn table_columns_line_up() {
+        let rows = [[
+            "node-a".to_owned(),
+            "127.0.0.1:1".to_owned(),
+            "yes".to_owned(),
+        ]];
+        assert_eq!(
+            table(["ID", "RPC ADDRESS", "LEADER"], &rows),
+            "ID      RPC ADDRESS  LEADER\nnode-a  127.0.0.1:1  yes\n"
+        );
+    }
 }

@@ -178,13 +178,18 @@ impl AgentConfig {
     pub fn load(file: Option<&Path>, flags: &FlagOverrides) -> Result<Self, ConfigError> {
         let mut figment = Figment::from(Serialized::defaults(Self::default()));
         if let Some(file) = file {
-            let text = std::fs::read_to_string(file)
-                .map_err(|e| ConfigError(format!("cannot read config file {}: {e}", file.display())))?;
+            let text = std::fs::read_to_string(file).map_err(|e| {
+                ConfigError(format!("cannot read config file {}: {e}", file.display()))
+            })?;
             figment = figment.merge(Toml::string(&text));
         }
         // `PROGLOG_LOG__FSYNC=never` sets `log.fsync`; `PROGLOG_CONFIG` is the
         // file path, read by the flag parser, not a key.
-        figment = figment.merge(Env::prefixed("PROGLOG_").ignore(&["CONFIG", "ADDR"]).split("__"));
+        figment = figment.merge(
+            Env::prefixed("PROGLOG_")
+                .ignore(&["CONFIG", "ADDR"])
+                .split("__"),
+        );
         figment = figment.merge(Serialized::defaults(flags));
         let config: Self = figment.extract().map_err(|e| {
             let errors: Vec<String> = e.into_iter().map(|e| describe(&e, file)).collect();
@@ -203,17 +208,26 @@ impl AgentConfig {
             return Err(ConfigError("node_name: must not be empty".into()));
         }
         if self.rpc_addr.parse::<SocketAddr>().is_err() {
-            return Err(ConfigError(format!("rpc_addr: {:?} is not an IP:PORT address", self.rpc_addr)));
+            return Err(ConfigError(format!(
+                "rpc_addr: {:?} is not an IP:PORT address",
+                self.rpc_addr
+            )));
         }
         if let Err(e) = tracing_subscriber::EnvFilter::try_new(&self.log_level) {
             return Err(ConfigError(format!("log_level: {e}")));
         }
-        self.log_config().validate().map_err(|e| ConfigError(format!("log.{}: {}", config_key(e.field), e.reason)))?;
+        self.log_config()
+            .validate()
+            .map_err(|e| ConfigError(format!("log.{}: {}", config_key(e.field), e.reason)))?;
         if self.server.in_flight_records_max == 0 {
-            return Err(ConfigError("server.in_flight_records_max: must be at least 1".into()));
+            return Err(ConfigError(
+                "server.in_flight_records_max: must be at least 1".into(),
+            ));
         }
         if self.server.grpc_message_bytes_max < 1024 || self.server.http_body_bytes_max < 1024 {
-            return Err(ConfigError("server.*_bytes_max: must be at least 1024".into()));
+            return Err(ConfigError(
+                "server.*_bytes_max: must be at least 1024".into(),
+            ));
         }
         Ok(())
     }
@@ -233,7 +247,10 @@ impl AgentConfig {
                 },
                 FsyncMode::Never => log_core::FsyncPolicy::Never,
             },
-            retention: log_core::Retention { bytes_max: log.retention_bytes_max, age_max_ms: log.retention_age_ms },
+            retention: log_core::Retention {
+                bytes_max: log.retention_bytes_max,
+                age_max_ms: log.retention_age_ms,
+            },
             write_buffer_bytes: log.write_buffer_bytes,
         }
     }
@@ -261,12 +278,18 @@ fn config_key(field: &str) -> &str {
 }
 
 fn describe(error: &figment::Error, file: Option<&Path>) -> String {
-    let key = if error.path.is_empty() { "<root>".to_owned() } else { error.path.join(".") };
+    let key = if error.path.is_empty() {
+        "<root>".to_owned()
+    } else {
+        error.path.join(".")
+    };
     let source = match &error.metadata {
-        Some(metadata) if metadata.name.contains("environment") => " (from the environment)".to_owned(),
-        Some(metadata) if metadata.name.contains("TOML") => {
-            file.map(|f| format!(" (in {})", f.display())).unwrap_or_default()
+        Some(metadata) if metadata.name.contains("environment") => {
+            " (from the environment)".to_owned()
         }
+        Some(metadata) if metadata.name.contains("TOML") => file
+            .map(|f| format!(" (in {})", f.display()))
+            .unwrap_or_default(),
         _ => String::new(),
     };
     format!("{key}{source}: {}", error.kind)
@@ -286,7 +309,8 @@ mod tests {
     #[test]
     fn the_reference_config_parses_to_the_defaults() {
         let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../config/proglog.toml");
-        let config = AgentConfig::load(Some(&path), &FlagOverrides::default()).expect("reference config");
+        let config =
+            AgentConfig::load(Some(&path), &FlagOverrides::default()).expect("reference config");
         assert_eq!(config, AgentConfig::default());
     }
 
@@ -294,8 +318,17 @@ mod tests {
     fn flags_override_the_file() {
         let dir = tempfile::tempdir().expect("tempdir");
         let file = dir.path().join("c.toml");
-        std::fs::write(&file, "rpc_addr = \"127.0.0.1:9000\"\n[log]\nfsync = \"never\"\n").expect("write");
-        let flags = FlagOverrides { log: Some(FsyncOverride { fsync: FsyncMode::Interval }), ..FlagOverrides::default() };
+        std::fs::write(
+            &file,
+            "rpc_addr = \"127.0.0.1:9000\"\n[log]\nfsync = \"never\"\n",
+        )
+        .expect("write");
+        let flags = FlagOverrides {
+            log: Some(FsyncOverride {
+                fsync: FsyncMode::Interval,
+            }),
+            ..FlagOverrides::default()
+        };
         let config = AgentConfig::load(Some(&file), &flags).expect("load");
         assert_eq!(config.rpc_addr, "127.0.0.1:9000");
         assert_eq!(config.log.fsync, FsyncMode::Interval);
@@ -314,10 +347,20 @@ mod tests {
         for (text, key) in cases {
             let file = dir.path().join("c.toml");
             std::fs::write(&file, text).expect("write");
-            let error = AgentConfig::load(Some(&file), &FlagOverrides::default()).expect_err(text).to_string();
+            let error = AgentConfig::load(Some(&file), &FlagOverrides::default())
+                .expect_err(text)
+                .to_string();
             assert!(error.contains(key), "{text:?}: {error}");
         }
-        let missing = AgentConfig::load(Some(Path::new("/nonexistent/p.toml")), &FlagOverrides::default());
-        assert!(missing.expect_err("missing file").to_string().contains("/nonexistent/p.toml"));
+        let missing = AgentConfig::load(
+            Some(Path::new("/nonexistent/p.toml")),
+            &FlagOverrides::default(),
+        );
+        assert!(
+            missing
+                .expect_err("missing file")
+                .to_string()
+                .contains("/nonexistent/p.toml")
+        );
     }
 }

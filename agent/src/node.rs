@@ -21,9 +21,13 @@ const RETENTION_INTERVAL: Duration = Duration::from_secs(30);
 /// Installs the global tracing subscriber for `config`. `RUST_LOG` wins over
 /// the configured filter.
 pub fn init_tracing(config: &AgentConfig) {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(&config.log_level));
+    let filter =
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(&config.log_level));
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(ansi);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(ansi);
     let result = match config.log_format {
         LogFormat::Json => builder.json().flatten_event(true).try_init(),
         LogFormat::Pretty => builder.try_init(),
@@ -48,7 +52,10 @@ pub async fn run(config: AgentConfig) -> anyhow::Result<()> {
 
 async fn wait_for_signal(shutdown: CancellationToken) {
     use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut interrupt), Ok(mut terminate)) = (signal(SignalKind::interrupt()), signal(SignalKind::terminate())) else {
+    let (Ok(mut interrupt), Ok(mut terminate)) = (
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::terminate()),
+    ) else {
         tracing::error!("cannot install signal handlers");
         return;
     };
@@ -115,7 +122,13 @@ pub async fn run_until(config: AgentConfig, shutdown: CancellationToken) -> anyh
     let tasks = TaskTracker::new();
     tasks.spawn(enforce_retention(Arc::clone(&log), shutdown.clone()));
     tasks.close();
-    let served = log_server::serve(listener, commit_log, config.server_config(), shutdown.clone()).await;
+    let served = log_server::serve(
+        listener,
+        commit_log,
+        config.server_config(),
+        shutdown.clone(),
+    )
+    .await;
     shutdown.cancel();
     tasks.wait().await;
 
@@ -124,8 +137,13 @@ pub async fn run_until(config: AgentConfig, shutdown: CancellationToken) -> anyh
         tokio::task::spawn_blocking(move || log.close()).await?
     };
     match &closed {
-        Ok(()) => tracing::info!(next_offset = log.next_offset(), "log flushed and closed cleanly"),
-        Err(e) => tracing::error!(error = %e, "closing the log failed; the next start will recover it"),
+        Ok(()) => tracing::info!(
+            next_offset = log.next_offset(),
+            "log flushed and closed cleanly"
+        ),
+        Err(e) => {
+            tracing::error!(error = %e, "closing the log failed; the next start will recover it")
+        }
     }
     served.context("serving")?;
     closed.context("closing the log")?;

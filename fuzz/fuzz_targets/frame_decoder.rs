@@ -32,9 +32,18 @@ fn check(bytes: &[u8], limit: u64) -> Option<(Record, usize)> {
 
     match (&decoded, &checked) {
         (Ok((record, used)), Ok(meta)) => {
-            assert_eq!(meta.offset, record.offset, "check_frame and decode_frame disagree on the offset");
-            assert_eq!(meta.timestamp_ms, record.timestamp_ms, "check_frame/decode_frame timestamp");
-            assert_eq!(meta.frame_bytes, *used, "check_frame/decode_frame frame length");
+            assert_eq!(
+                meta.offset, record.offset,
+                "check_frame and decode_frame disagree on the offset"
+            );
+            assert_eq!(
+                meta.timestamp_ms, record.timestamp_ms,
+                "check_frame/decode_frame timestamp"
+            );
+            assert_eq!(
+                meta.frame_bytes, *used,
+                "check_frame/decode_frame frame length"
+            );
         }
         (Err(a), Err(b)) => assert_eq!(a, b, "check_frame and decode_frame fail differently"),
         _ => panic!("check_frame {checked:?} but decode_frame {decoded:?}"),
@@ -43,33 +52,69 @@ fn check(bytes: &[u8], limit: u64) -> Option<(Record, usize)> {
     match (&decoded, &reference) {
         (Ok((record, used)), Some(r)) => {
             assert_eq!(
-                (record.offset, record.term, record.timestamp_ms, record.kind as u8, &record.value, *used),
+                (
+                    record.offset,
+                    record.term,
+                    record.timestamp_ms,
+                    record.kind as u8,
+                    &record.value,
+                    *used
+                ),
                 (r.offset, r.term, r.timestamp_ms, r.kind, &r.payload, r.used),
                 "decode_frame and the reference parser disagree on the fields"
             );
         }
         (Err(_), None) => {}
-        (Ok(_), None) => panic!("decode_frame accepted bytes the reference parser rejects: {decoded:?}"),
+        (Ok(_), None) => {
+            panic!("decode_frame accepted bytes the reference parser rejects: {decoded:?}")
+        }
         (Err(e), Some(r)) => panic!("decode_frame rejected ({e:?}) a valid frame: {r:?}"),
     }
 
     if bytes.len() < HEADER {
-        assert_eq!(decoded.as_ref().err(), Some(&FrameError::Incomplete { needed: None }), "short input");
+        assert_eq!(
+            decoded.as_ref().err(),
+            Some(&FrameError::Incomplete { needed: None }),
+            "short input"
+        );
     }
 
     let (record, used) = decoded.ok()?;
-    assert!(used <= bytes.len(), "used {used} > input length {}", bytes.len());
+    assert!(
+        used <= bytes.len(),
+        "used {used} > input length {}",
+        bytes.len()
+    );
     assert!(used >= HEADER, "used {used} is shorter than a header");
-    assert_eq!(used, HEADER + record.value.len(), "used does not match the payload length");
-    assert!(record.value.len() as u64 <= limit, "payload {} above limit {limit}", record.value.len());
+    assert_eq!(
+        used,
+        HEADER + record.value.len(),
+        "used does not match the payload length"
+    );
+    assert!(
+        record.value.len() as u64 <= limit,
+        "payload {} above limit {limit}",
+        record.value.len()
+    );
 
     let mut again = Vec::new();
     encode_frame(&record, record.offset, &mut again);
-    assert_eq!(again.as_slice(), &bytes[..used], "re-encoding the decoded record is not canonical");
+    assert_eq!(
+        again.as_slice(),
+        &bytes[..used],
+        "re-encoding the decoded record is not canonical"
+    );
 
-    assert_eq!(decode_frame(&bytes[..used], limit), Ok((record.clone(), used)), "exact frame decodes differently");
+    assert_eq!(
+        decode_frame(&bytes[..used], limit),
+        Ok((record.clone(), used)),
+        "exact frame decodes differently"
+    );
     assert!(
-        matches!(decode_frame(&bytes[..used - 1], limit), Err(FrameError::Incomplete { .. })),
+        matches!(
+            decode_frame(&bytes[..used - 1], limit),
+            Err(FrameError::Incomplete { .. })
+        ),
         "a frame cut by one byte is not incomplete: {:?}",
         decode_frame(&bytes[..used - 1], limit)
     );
@@ -77,7 +122,9 @@ fn check(bytes: &[u8], limit: u64) -> Option<(Record, usize)> {
 }
 
 fuzz_target!(|data: &[u8]| {
-    let Some((&control, rest)) = data.split_first() else { return };
+    let Some((&control, rest)) = data.split_first() else {
+        return;
+    };
     let mut bytes = rest.to_vec();
     if control & 1 != 0 && bytes.len() >= HEADER {
         bytes[32] = if control & 2 == 0 { 1 } else { 2 };
@@ -93,7 +140,11 @@ fuzz_target!(|data: &[u8]| {
     for limit in LIMITS {
         let result = check(&bytes, limit);
         if let Some(earlier) = &first_ok {
-            assert_eq!(result.as_ref(), Some(earlier), "a larger limit ({limit}) changed a successful decode");
+            assert_eq!(
+                result.as_ref(),
+                Some(earlier),
+                "a larger limit ({limit}) changed a successful decode"
+            );
         }
         if first_ok.is_none() {
             first_ok = result;

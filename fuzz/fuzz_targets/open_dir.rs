@@ -32,7 +32,11 @@ fn scratch_root() -> &'static Path {
     static ROOT: OnceLock<PathBuf> = OnceLock::new();
     ROOT.get_or_init(|| {
         let shm = Path::new("/dev/shm");
-        if shm.is_dir() && tempfile::tempdir_in(shm).is_ok() { shm.to_owned() } else { std::env::temp_dir() }
+        if shm.is_dir() && tempfile::tempdir_in(shm).is_ok() {
+            shm.to_owned()
+        } else {
+            std::env::temp_dir()
+        }
     })
 }
 
@@ -57,19 +61,35 @@ fn check_reads(log: &Log, store_bytes: u64, phase: &str) -> Vec<Record> {
     let mut good = Vec::new();
     for offset in offsets_to_read(lowest, next) {
         if let Ok(record) = log.read(offset) {
-            assert_eq!(record.offset, offset, "{phase}: read({offset}) returned the record of another offset");
+            assert_eq!(
+                record.offset, offset,
+                "{phase}: read({offset}) returned the record of another offset"
+            );
             good.push(record);
         }
     }
-    assert!(log.read(next).is_err(), "{phase}: read(next_offset = {next}) succeeded");
+    assert!(
+        log.read(next).is_err(),
+        "{phase}: read(next_offset = {next}) succeeded"
+    );
     if lowest > 0 {
-        assert!(log.read(lowest - 1).is_err(), "{phase}: read(lowest_offset - 1) succeeded");
+        assert!(
+            log.read(lowest - 1).is_err(),
+            "{phase}: read(lowest_offset - 1) succeeded"
+        );
     }
     for (bytes_max, records_max) in [(u64::MAX, u64::MAX), (100, 3), (0, 1)] {
         if let Ok(batch) = log.read_batch(lowest, bytes_max, records_max) {
-            assert!(batch.len() as u64 <= (next - lowest).min(records_max), "{phase}: read_batch returned too many");
+            assert!(
+                batch.len() as u64 <= (next - lowest).min(records_max),
+                "{phase}: read_batch returned too many"
+            );
             for (i, record) in batch.iter().enumerate() {
-                assert_eq!(record.offset, lowest + i as u64, "{phase}: read_batch offsets are not consecutive");
+                assert_eq!(
+                    record.offset,
+                    lowest + i as u64,
+                    "{phase}: read_batch offsets are not consecutive"
+                );
             }
         }
     }
@@ -77,7 +97,9 @@ fn check_reads(log: &Log, store_bytes: u64, phase: &str) -> Vec<Record> {
 }
 
 fn run(dir: &Path, config: &Config, appends: usize, store_bytes: u64) {
-    let Ok(log) = Log::open(dir, config.clone()) else { return };
+    let Ok(log) = Log::open(dir, config.clone()) else {
+        return;
+    };
     let mut good = check_reads(&log, store_bytes, "after open");
 
     for i in 0..appends {
@@ -92,14 +114,34 @@ fn run(dir: &Path, config: &Config, appends: usize, store_bytes: u64) {
         let before = log.next_offset();
         match log.append(&record) {
             Ok(offset) => {
-                assert!(len as u64 <= config.record_bytes_max, "an oversized record ({len} bytes) was appended");
-                assert_eq!(offset, before, "append returned {offset}, but next_offset was {before}");
-                assert_eq!(log.next_offset(), before + 1, "next_offset did not advance by one");
-                let back = log.read(offset).unwrap_or_else(|e| panic!("reading back appended {offset}: {e}"));
-                assert_eq!(back, Record { offset, ..record }, "appended record reads back differently");
+                assert!(
+                    len as u64 <= config.record_bytes_max,
+                    "an oversized record ({len} bytes) was appended"
+                );
+                assert_eq!(
+                    offset, before,
+                    "append returned {offset}, but next_offset was {before}"
+                );
+                assert_eq!(
+                    log.next_offset(),
+                    before + 1,
+                    "next_offset did not advance by one"
+                );
+                let back = log
+                    .read(offset)
+                    .unwrap_or_else(|e| panic!("reading back appended {offset}: {e}"));
+                assert_eq!(
+                    back,
+                    Record { offset, ..record },
+                    "appended record reads back differently"
+                );
                 good.push(back);
             }
-            Err(_) => assert_eq!(log.next_offset(), before, "a failed append moved next_offset"),
+            Err(_) => assert_eq!(
+                log.next_offset(),
+                before,
+                "a failed append moved next_offset"
+            ),
         }
     }
 
@@ -111,12 +153,24 @@ fn run(dir: &Path, config: &Config, appends: usize, store_bytes: u64) {
     }
 
     // A cleanly closed log must reopen, as it was.
-    let log = Log::open(dir, config.clone()).unwrap_or_else(|e| panic!("reopening after a clean close: {e}"));
-    assert_eq!((log.lowest_offset(), log.next_offset()), (lowest, next), "offsets changed across close/reopen");
+    let log = Log::open(dir, config.clone())
+        .unwrap_or_else(|e| panic!("reopening after a clean close: {e}"));
+    assert_eq!(
+        (log.lowest_offset(), log.next_offset()),
+        (lowest, next),
+        "offsets changed across close/reopen"
+    );
     for record in good.iter().filter(|r| r.offset >= lowest) {
         match log.read(record.offset) {
-            Ok(again) => assert_eq!(&again, record, "record {} changed across close/reopen", record.offset),
-            Err(e) => panic!("record {} read before close but not after reopen: {e}", record.offset),
+            Ok(again) => assert_eq!(
+                &again, record,
+                "record {} changed across close/reopen",
+                record.offset
+            ),
+            Err(e) => panic!(
+                "record {} read before close but not after reopen: {e}",
+                record.offset
+            ),
         }
     }
     let _ = log.close();
@@ -124,7 +178,12 @@ fn run(dir: &Path, config: &Config, appends: usize, store_bytes: u64) {
 
 fuzz_target!(|data: &[u8]| {
     let image = parse_dir_image(data);
-    let Ok(scratch) = tempfile::Builder::new().prefix("open_dir-").tempdir_in(scratch_root()) else { return };
+    let Ok(scratch) = tempfile::Builder::new()
+        .prefix("open_dir-")
+        .tempdir_in(scratch_root())
+    else {
+        return;
+    };
     for (name, content) in &image.files {
         // A name that cannot be created is simply left out.
         let _ = std::fs::write(scratch.path().join(name), content);
@@ -132,5 +191,10 @@ fuzz_target!(|data: &[u8]| {
     let config = config_for(image.config_selector);
     // Appends may add records; the bound is checked before and after them.
     let store_bytes = image.store_bytes() + 4 * (36 + 1024);
-    run(scratch.path(), &config, appends_for(image.config_selector), store_bytes);
+    run(
+        scratch.path(),
+        &config,
+        appends_for(image.config_selector),
+        store_bytes,
+    );
 });

@@ -49,7 +49,11 @@ pub fn crc32c(parts: &[&[u8]]) -> u32 {
         for &byte in *part {
             crc ^= u32::from(byte);
             for _ in 0..8 {
-                crc = if crc & 1 == 1 { (crc >> 1) ^ 0x82F6_3B78 } else { crc >> 1 };
+                crc = if crc & 1 == 1 {
+                    (crc >> 1) ^ 0x82F6_3B78
+                } else {
+                    crc >> 1
+                };
             }
         }
     }
@@ -144,7 +148,11 @@ impl DirImage {
 
     /// Total bytes of all `.store` files.
     pub fn store_bytes(&self) -> u64 {
-        self.files.iter().filter(|(n, _)| n.ends_with(".store")).map(|(_, c)| c.len() as u64).sum()
+        self.files
+            .iter()
+            .filter(|(n, _)| n.ends_with(".store"))
+            .map(|(_, c)| c.len() as u64)
+            .sum()
     }
 }
 
@@ -207,12 +215,20 @@ fn generate_frames(first_offset: u64, specs: &[u8]) -> (Vec<u8>, Vec<u32>) {
     let mut positions = Vec::new();
     for (i, &spec) in specs.iter().enumerate() {
         let small = usize::from(spec & 0x3f);
-        let len = if spec & 0x40 != 0 { 1000 + 2 * small } else { small };
+        let len = if spec & 0x40 != 0 {
+            1000 + 2 * small
+        } else {
+            small
+        };
         let record = Record {
             offset: 0,
             term: i as u64,
             timestamp_ms: 1_700_000_000_000 + i as u64,
-            kind: if spec & 0x80 != 0 { RecordKind::Internal } else { RecordKind::Data },
+            kind: if spec & 0x80 != 0 {
+                RecordKind::Internal
+            } else {
+                RecordKind::Data
+            },
             value: (0..len).map(|j| payload_byte(i, j)).collect(),
         };
         positions.push(u32::try_from(out.len()).unwrap_or(u32::MAX));
@@ -234,7 +250,10 @@ pub fn index_bytes(positions: &[u32]) -> Vec<u8> {
 /// Interprets fuzz input as a directory image (see the module docs).
 pub fn parse_dir_image(data: &[u8]) -> DirImage {
     let mut input = Input { bytes: data };
-    let mut image = DirImage { config_selector: input.u8(), files: Vec::new() };
+    let mut image = DirImage {
+        config_selector: input.u8(),
+        files: Vec::new(),
+    };
     // Positions and size of the last generated store, for index content.
     let mut last_positions: Vec<u32> = Vec::new();
     let mut last_store_len: u32 = 0;
@@ -255,10 +274,17 @@ pub fn parse_dir_image(data: &[u8]) -> DirImage {
             }
             _ => {
                 let len = usize::from(input.u8() % 24) + 1;
-                let name: String =
-                    input.take(len).iter().map(|&b| char::from(NAME_CHARS[usize::from(b) % NAME_CHARS.len()])).collect();
+                let name: String = input
+                    .take(len)
+                    .iter()
+                    .map(|&b| char::from(NAME_CHARS[usize::from(b) % NAME_CHARS.len()]))
+                    .collect();
                 // "." and ".." (or an empty name) are not files we can create.
-                let name = if name.is_empty() || name.chars().all(|c| c == '.') { "x".to_owned() } else { name };
+                let name = if name.is_empty() || name.chars().all(|c| c == '.') {
+                    "x".to_owned()
+                } else {
+                    name
+                };
                 (name, 0)
             }
         };
@@ -334,7 +360,9 @@ pub fn parse_dir_image(data: &[u8]) -> DirImage {
 pub fn encode_dir_image(config_selector: u8, files: &[(String, Vec<u8>)]) -> Vec<u8> {
     let mut out = vec![config_selector];
     for (name, content) in files {
-        let Ok(len) = u16::try_from(content.len()) else { continue };
+        let Ok(len) = u16::try_from(content.len()) else {
+            continue;
+        };
         let parsed = name
             .strip_suffix(".store")
             .map(|s| (s, true))
@@ -369,8 +397,15 @@ pub fn config_for(selector: u8) -> Config {
         record_bytes_max: 1024,
         segment_bytes_max: if selector & 2 == 0 { 64 << 10 } else { 1100 },
         index_entries_max: if selector & 1 == 0 { 64 } else { 3 },
-        fsync: if selector & 16 == 0 { FsyncPolicy::Never } else { FsyncPolicy::Always },
-        retention: Retention { bytes_max: (selector & 128 != 0).then_some(2000), age_max_ms: None },
+        fsync: if selector & 16 == 0 {
+            FsyncPolicy::Never
+        } else {
+            FsyncPolicy::Always
+        },
+        retention: Retention {
+            bytes_max: (selector & 128 != 0).then_some(2000),
+            age_max_ms: None,
+        },
         write_buffer_bytes: [4096, 0, 64, 4096][usize::from((selector >> 2) & 3)],
     }
 }
@@ -398,11 +433,20 @@ mod tests {
 
     #[test]
     fn reference_agrees_with_log_core_on_an_encoded_frame() {
-        let record = Record { offset: 0, term: 9, timestamp_ms: 77, kind: RecordKind::Internal, value: b"abc".to_vec() };
+        let record = Record {
+            offset: 0,
+            term: 9,
+            timestamp_ms: 77,
+            kind: RecordKind::Internal,
+            value: b"abc".to_vec(),
+        };
         let mut buf = Vec::new();
         log_core::encode_frame(&record, 5, &mut buf);
         let frame = reference_decode(&buf, 1024).expect("valid");
-        assert_eq!((frame.offset, frame.term, frame.timestamp_ms, frame.kind), (5, 9, 77, 2));
+        assert_eq!(
+            (frame.offset, frame.term, frame.timestamp_ms, frame.kind),
+            (5, 9, 77, 2)
+        );
         assert_eq!(frame.payload, b"abc");
         assert_eq!(frame.used, buf.len());
     }
@@ -416,7 +460,13 @@ mod tests {
             ("clean-shutdown".to_owned(), vec![]),
         ];
         let image = parse_dir_image(&encode_dir_image(7, &files));
-        assert_eq!(image, DirImage { config_selector: 7, files });
+        assert_eq!(
+            image,
+            DirImage {
+                config_selector: 7,
+                files
+            }
+        );
     }
 
     #[test]

@@ -14,13 +14,18 @@
 //! part of steady-state appending. Bytes are payload bytes; each record also
 //! carries a 36-byte frame header.
 //!
-//! | group                      | measures                                                        |
-//! |----------------------------|-----------------------------------------------------------------|
-//! | `disk`                     | 1 MiB `write_all` + `sync_data` each, and 1 MiB writes unsynced  |
-//! | `append_never`             | `append` of one 100 B / 1 KiB record, `FsyncPolicy::Never`        |
-//! | `append_always_1KiB`       | `append` (batch 1) and `append_batch` of 64 / 1024, `Always`      |
-//! | `group_commit_always_1KiB` | total records/s of 1 vs 8 threads each calling `append`, `Always` |
-//! | `read_batch_1MiB`          | sequential `read_batch` (1 MiB) over 64 MiB in the page cache    |
+//! | group                      | measures                                                       |
+//! |----------------------------|----------------------------------------------------------------|
+//! | `disk`                     | 1 MiB `write_all` + `sync_data` each; 1 MiB writes unsynced    |
+//! | `append_never`             | `append` of one 100 B / 1 KiB record, `FsyncPolicy::Never`     |
+//! | `append_always_1KiB`       | `append` (batch 1), `append_batch` of 64 / 1024, `Always`      |
+//! | `group_commit_always_1KiB` | total records/s, 1 vs 8 threads calling `append`, `Always`     |
+//! | `read_batch_1MiB`          | sequential `read_batch` of 1 MiB over 64 MiB in the page cache |
+//!
+//! Figures that wait on `fdatasync` swing with the disk's state (on a shared
+//! VM, by several times from minute to minute), so compare them within one
+//! run, on an otherwise idle machine, and repeat the run before trusting a
+//! ratio.
 //!
 //! Targets (compare medians; nothing here asserts them):
 //! - `append_never/100B` ≥ 1,000,000 records/s.
@@ -47,7 +52,8 @@ const LOG_BYTES_MAX: u64 = 512 << 20;
 /// A scratch file is replaced once this full; well below the kernel's
 /// background writeback threshold, so unsynced writes stay in the page cache.
 const FILE_BYTES_MAX: u64 = 256 << 20;
-/// Records in the log the read benchmark scans: about 64 MiB of 1 KiB records.
+/// 1 MiB batches in the log the read benchmark scans: about 64 MiB of 1 KiB
+/// records.
 const READ_BATCHES: u64 = 64;
 
 /// Where logs and scratch files go: on the real disk, not a tmpfs.

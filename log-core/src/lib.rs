@@ -38,7 +38,7 @@ pub use config::{
 };
 pub use error::{Error, Result};
 pub use index::ENTRY_BYTES as INDEX_ENTRY_BYTES;
-pub use log::Log;
+pub use log::{Log, OFFSET_LIMIT};
 pub use reader::LogReader;
 pub use record::{
     FRAME_HEADER_BYTES, FRAME_VERSION, FrameError, FrameMeta, Record, RecordKind, check_frame,

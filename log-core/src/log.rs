@@ -22,6 +22,11 @@ const CLEAN_SHUTDOWN_FILE: &str = "clean-shutdown";
 /// Held with an exclusive `flock` while the log is open.
 const LOCK_FILE: &str = "lock";
 
+/// Offsets stay below this (2^63 - 1, so they also fit signed 64-bit
+/// integers, as Raft indexes and other languages' clients expect); the log
+/// refuses an append or reset that would reach it.
+pub const OFFSET_LIMIT: u64 = i64::MAX as u64;
+
 /// A segmented, crash-safe commit log in one directory.
 ///
 /// `Log` is `Send + Sync`: share it with `Arc`. Appends are serialised; reads
@@ -185,6 +190,14 @@ impl Log {
             let entry = entry.at(dir)?;
             let name = entry.file_name();
             match name.to_str().and_then(parse_segment_name) {
+                Some((base, true)) if base >= OFFSET_LIMIT => {
+                    let path = crate::segment::store_path(dir, base);
+                    return Err(Error::corrupt(
+                        path,
+                        0,
+                        format!("segment base offset is at or above the limit {OFFSET_LIMIT}"),
+                    ));
+                }
                 Some((base, true)) => stores.push(base),
                 Some((base, false)) => indexes.push(base),
                 None => {}
@@ -245,7 +258,8 @@ impl Log {
     /// Appends one record and returns its offset.
     ///
     /// # Errors
-    /// [`Error::RecordTooLarge`] (nothing is written), [`Error::Failed`],
+    /// [`Error::RecordTooLarge`] (nothing is written), [`Error::OutOfRange`]
+    /// when offsets would reach [`OFFSET_LIMIT`], [`Error::Failed`],
     /// [`Error::Closed`], [`Error::Io`].
     pub fn append(&self, record: &Record) -> Result<u64> {
         self.shared.append(None, std::slice::from_ref(record))
@@ -437,10 +451,18 @@ impl Log {
     /// leader's first index).
     ///
     /// # Errors
+    /// [`Error::OutOfRange`] if `next_offset` is not below [`OFFSET_LIMIT`],
     /// [`Error::Closed`], [`Error::Failed`], [`Error::Io`] (which fails the
     /// log).
     pub fn reset(&self, next_offset: u64) -> Result<()> {
         self.shared.check_writable()?;
+        if next_offset >= OFFSET_LIMIT {
+            return Err(Error::OutOfRange {
+                offset: next_offset,
+                lowest: self.lowest_offset(),
+                next: self.next_offset(),
+            });
+        }
         let mut writer = self.shared.lock_writer();
         self.shared.check_writable()?;
         let result = self.shared.reset_locked(&mut writer, next_offset);
@@ -674,6 +696,13 @@ impl Shared {
         }
         if records.is_empty() {
             return Ok(first);
+        }
+        if OFFSET_LIMIT - first < records.len() as u64 {
+            return Err(Error::OutOfRange {
+                offset: first,
+                lowest: self.lowest_offset.load(Ordering::Acquire),
+                next: first,
+            });
         }
         let bytes = self.fail_on_error(self.write_locked(&mut writer, first, records))?;
         writer.sequence += 1;

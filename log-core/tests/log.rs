@@ -549,3 +549,41 @@ fn concurrent_always_appenders_get_dense_offsets() {
     assert_eq!(offsets, (0..400).collect::<Vec<_>>());
     assert!(log.sync_count() <= 400);
 }
+
+#[test]
+fn offsets_near_the_limit_are_refused_not_wrapped() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let log = Log::open(dir.path(), small()).expect("open");
+    assert!(matches!(
+        log.reset(log_core::OFFSET_LIMIT),
+        Err(Error::OutOfRange { .. })
+    ));
+    log.reset(log_core::OFFSET_LIMIT - 2)
+        .expect("reset just below the limit");
+    let batch = [
+        Record::new(b"a".to_vec()),
+        Record::new(b"b".to_vec()),
+        Record::new(b"c".to_vec()),
+    ];
+    assert!(
+        matches!(log.append_batch(&batch), Err(Error::OutOfRange { .. })),
+        "three would reach the limit"
+    );
+    assert_eq!(
+        log.append_batch(&batch[..2]).expect("two fit"),
+        log_core::OFFSET_LIMIT - 2
+    );
+    assert!(matches!(
+        log.append(&batch[0]),
+        Err(Error::OutOfRange { .. })
+    ));
+    log.close().expect("close");
+    drop(log);
+    // A segment named at the limit is corruption, not a log to open.
+    let dir = tempfile::tempdir().expect("tempdir");
+    fs::write(dir.path().join(format!("{:020}.store", u64::MAX)), b"").expect("write");
+    assert!(matches!(
+        Log::open(dir.path(), small()),
+        Err(Error::Corrupt { .. })
+    ));
+}

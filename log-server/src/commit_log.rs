@@ -65,7 +65,12 @@ pub trait CommitLog: Send + Sync + 'static {
     ///
     /// # Errors
     /// `OutOfRange` with the valid range.
-    fn read_batch(&self, from: u64, bytes_max: u64, records_max: u64) -> impl Future<Output = Result<Vec<Record>>> + Send;
+    fn read_batch(
+        &self,
+        from: u64,
+        bytes_max: u64,
+        records_max: u64,
+    ) -> impl Future<Output = Result<Vec<Record>>> + Send;
 
     /// Offsets of the log now.
     fn info(&self) -> LogInfo;

@@ -11,7 +11,9 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum Error {
     /// The offset is not in the committed, retained range.
-    #[error("offset {offset} is out of range: the log holds offsets {lowest}..{next} (next is exclusive)")]
+    #[error(
+        "offset {offset} is out of range: the log holds offsets {lowest}..{next} (next is exclusive)"
+    )]
     OutOfRange {
         /// The offset asked for.
         offset: u64,
@@ -45,12 +47,22 @@ pub enum Error {
 impl From<log_core::Error> for Error {
     fn from(error: log_core::Error) -> Self {
         match error {
-            log_core::Error::OutOfRange { offset, lowest, next } => Self::OutOfRange { offset, lowest, next },
+            log_core::Error::OutOfRange {
+                offset,
+                lowest,
+                next,
+            } => Self::OutOfRange {
+                offset,
+                lowest,
+                next,
+            },
             log_core::Error::RecordTooLarge { size, limit } => Self::RecordTooLarge { size, limit },
             log_core::Error::Closed => Self::Unavailable("the log is closed".into()),
             log_core::Error::Failed { .. } => {
                 tracing::error!(error = %error, "request refused: the log has failed");
-                Self::Unavailable("the log has failed and refuses writes until the node restarts".into())
+                Self::Unavailable(
+                    "the log has failed and refuses writes until the node restarts".into(),
+                )
             }
             other => {
                 tracing::error!(error = %other, "log error");
@@ -76,7 +88,9 @@ impl From<Error> for tonic::Status {
                 metadata.insert(NEXT_OFFSET_KEY, next.into());
                 status
             }
-            Error::RecordTooLarge { .. } | Error::InvalidArgument(_) => tonic::Status::invalid_argument(message),
+            Error::RecordTooLarge { .. } | Error::InvalidArgument(_) => {
+                tonic::Status::invalid_argument(message)
+            }
             Error::Overloaded(_) => tonic::Status::resource_exhausted(message),
             Error::Unavailable(_) => tonic::Status::unavailable(message),
             Error::Internal => tonic::Status::internal(message),
@@ -147,10 +161,20 @@ mod tests {
 
     #[test]
     fn out_of_range_carries_the_range_in_status_and_body() {
-        let error = Error::OutOfRange { offset: 9, lowest: 2, next: 5 };
+        let error = Error::OutOfRange {
+            offset: 9,
+            lowest: 2,
+            next: 5,
+        };
         let status = tonic::Status::from(error.clone());
         assert_eq!(status.code(), tonic::Code::OutOfRange);
-        assert_eq!(status.metadata().get(NEXT_OFFSET_KEY).and_then(|v| v.to_str().ok()), Some("5"));
+        assert_eq!(
+            status
+                .metadata()
+                .get(NEXT_OFFSET_KEY)
+                .and_then(|v| v.to_str().ok()),
+            Some("5")
+        );
         assert!(status.message().contains("2..5"));
         assert_eq!(error.http_status(), StatusCode::NOT_FOUND);
         assert_eq!(error.json_body()["error"]["lowestOffset"], 2);
@@ -159,9 +183,18 @@ mod tests {
     #[test]
     fn each_error_has_its_grpc_code() {
         let cases = [
-            (Error::RecordTooLarge { size: 2, limit: 1 }, tonic::Code::InvalidArgument),
-            (Error::InvalidArgument("x".into()), tonic::Code::InvalidArgument),
-            (Error::Overloaded("x".into()), tonic::Code::ResourceExhausted),
+            (
+                Error::RecordTooLarge { size: 2, limit: 1 },
+                tonic::Code::InvalidArgument,
+            ),
+            (
+                Error::InvalidArgument("x".into()),
+                tonic::Code::InvalidArgument,
+            ),
+            (
+                Error::Overloaded("x".into()),
+                tonic::Code::ResourceExhausted,
+            ),
             (Error::Unavailable("x".into()), tonic::Code::Unavailable),
             (Error::Internal, tonic::Code::Internal),
         ];

@@ -6,9 +6,9 @@ use std::sync::Arc;
 use futures_util::Stream;
 use proto::v1::log_server::Log as LogApi;
 use proto::v1::{
-    ConsumeBatchRequest, ConsumeBatchResponse, ConsumeRequest, ConsumeResponse, GetLogInfoRequest, GetLogInfoResponse,
-    GetServersRequest, GetServersResponse, ProduceBatchRequest, ProduceBatchResponse, ProduceRequest, ProduceResponse,
-    Server,
+    ConsumeBatchRequest, ConsumeBatchResponse, ConsumeRequest, ConsumeResponse, GetLogInfoRequest,
+    GetLogInfoResponse, GetServersRequest, GetServersResponse, ProduceBatchRequest,
+    ProduceBatchResponse, ProduceRequest, ProduceResponse, Server,
 };
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
@@ -35,7 +35,11 @@ impl<L: CommitLog> LogService<L> {
     /// A service over `log`; streams end with `UNAVAILABLE` once `shutdown`
     /// is cancelled.
     pub fn new(log: Arc<L>, config: ServerConfig, shutdown: CancellationToken) -> Self {
-        Self { log, config, shutdown }
+        Self {
+            log,
+            config,
+            shutdown,
+        }
     }
 }
 
@@ -45,16 +49,25 @@ fn shutting_down() -> Status {
 
 /// Values of produce requests, or the error for the first request without a
 /// record.
-fn values(requests: impl IntoIterator<Item = Option<proto::v1::Record>>) -> Result<Vec<Vec<u8>>, Error> {
+fn values(
+    requests: impl IntoIterator<Item = Option<proto::v1::Record>>,
+) -> Result<Vec<Vec<u8>>, Error> {
     requests
         .into_iter()
-        .map(|record| record.map(|r| r.value.to_vec()).ok_or_else(|| Error::InvalidArgument("record is required".into())))
+        .map(|record| {
+            record
+                .map(|r| r.value.to_vec())
+                .ok_or_else(|| Error::InvalidArgument("record is required".into()))
+        })
         .collect()
 }
 
 #[tonic::async_trait]
 impl<L: CommitLog> LogApi for LogService<L> {
-    async fn produce(&self, request: Request<ProduceRequest>) -> Result<Response<ProduceResponse>, Status> {
+    async fn produce(
+        &self,
+        request: Request<ProduceRequest>,
+    ) -> Result<Response<ProduceResponse>, Status> {
         let values = values([request.into_inner().record])?;
         let offset = self.log.append(values).await?;
         Ok(Response::new(ProduceResponse { offset }))
@@ -84,7 +97,8 @@ impl<L: CommitLog> LogApi for LogService<L> {
         request: Request<Streaming<ProduceRequest>>,
     ) -> Result<Response<Self::ProduceStreamStream>, Status> {
         let mut inbound = request.into_inner();
-        let (requests_tx, mut requests) = mpsc::channel::<Result<ProduceRequest, Status>>(self.config.produce_stream_batch_max);
+        let (requests_tx, mut requests) =
+            mpsc::channel::<Result<ProduceRequest, Status>>(self.config.produce_stream_batch_max);
         let (responses, out) = mpsc::channel(STREAM_BUFFER);
         let shutdown = self.shutdown.clone();
         // Reader: keeps pulling requests off the wire while an append runs.
@@ -134,9 +148,15 @@ impl<L: CommitLog> LogApi for LogService<L> {
                 let mut good = Vec::with_capacity(batch.len());
                 for item in batch.drain(..) {
                     let checked = item.and_then(|request| {
-                        let value = request.record.map(|r| r.value).ok_or_else(|| Status::from(Error::InvalidArgument("record is required".into())))?;
+                        let value = request.record.map(|r| r.value).ok_or_else(|| {
+                            Status::from(Error::InvalidArgument("record is required".into()))
+                        })?;
                         if value.len() as u64 > limit {
-                            return Err(Error::RecordTooLarge { size: value.len() as u64, limit }.into());
+                            return Err(Error::RecordTooLarge {
+                                size: value.len() as u64,
+                                limit,
+                            }
+                            .into());
                         }
                         Ok(value.to_vec())
                     });
@@ -153,7 +173,11 @@ impl<L: CommitLog> LogApi for LogService<L> {
                     match log.append(good).await {
                         Ok(first) => {
                             for offset in first..first + count {
-                                if responses.send(Ok(ProduceResponse { offset })).await.is_err() {
+                                if responses
+                                    .send(Ok(ProduceResponse { offset }))
+                                    .await
+                                    .is_err()
+                                {
                                     return;
                                 }
                             }
@@ -170,9 +194,14 @@ impl<L: CommitLog> LogApi for LogService<L> {
         Ok(Response::new(Box::pin(ReceiverStream::new(out))))
     }
 
-    async fn consume(&self, request: Request<ConsumeRequest>) -> Result<Response<ConsumeResponse>, Status> {
+    async fn consume(
+        &self,
+        request: Request<ConsumeRequest>,
+    ) -> Result<Response<ConsumeResponse>, Status> {
         let record = self.log.read(request.into_inner().offset).await?;
-        Ok(Response::new(ConsumeResponse { record: Some(record.into()) }))
+        Ok(Response::new(ConsumeResponse {
+            record: Some(record.into()),
+        }))
     }
 
     async fn consume_batch(
@@ -180,11 +209,25 @@ impl<L: CommitLog> LogApi for LogService<L> {
         request: Request<ConsumeBatchRequest>,
     ) -> Result<Response<ConsumeBatchResponse>, Status> {
         let request = request.into_inner();
-        let records_max = if request.max_records == 0 { self.config.consume_records_default } else { request.max_records };
-        let bytes_max = if request.max_bytes == 0 { self.config.consume_bytes_default } else { request.max_bytes };
-        let records = self.log.read_batch(request.from_offset, bytes_max, u64::from(records_max)).await?;
+        let records_max = if request.max_records == 0 {
+            self.config.consume_records_default
+        } else {
+            request.max_records
+        };
+        let bytes_max = if request.max_bytes == 0 {
+            self.config.consume_bytes_default
+        } else {
+            request.max_bytes
+        };
+        let records = self
+            .log
+            .read_batch(request.from_offset, bytes_max, u64::from(records_max))
+            .await?;
         let next_offset = records.last().map_or(request.from_offset, |r| r.offset + 1);
-        Ok(Response::new(ConsumeBatchResponse { records: records.into_iter().map(Into::into).collect(), next_offset }))
+        Ok(Response::new(ConsumeBatchResponse {
+            records: records.into_iter().map(Into::into).collect(),
+            next_offset,
+        }))
     }
 
     type ConsumeStreamStream = ResponseStream<ConsumeResponse>;
@@ -198,7 +241,12 @@ impl<L: CommitLog> LogApi for LogService<L> {
         let mut offset = request.into_inner().offset;
         let info = self.log.info();
         if offset < info.lowest_offset || offset > info.commit_offset {
-            return Err(Error::OutOfRange { offset, lowest: info.lowest_offset, next: info.commit_offset }.into());
+            return Err(Error::OutOfRange {
+                offset,
+                lowest: info.lowest_offset,
+                next: info.commit_offset,
+            }
+            .into());
         }
         let (responses, out) = mpsc::channel(STREAM_BUFFER);
         let log = Arc::clone(&self.log);
@@ -218,7 +266,13 @@ impl<L: CommitLog> LogApi for LogService<L> {
                         Ok(records) => {
                             for record in records {
                                 offset = record.offset + 1;
-                                if responses.send(Ok(ConsumeResponse { record: Some(record.into()) })).await.is_err() {
+                                if responses
+                                    .send(Ok(ConsumeResponse {
+                                        record: Some(record.into()),
+                                    }))
+                                    .await
+                                    .is_err()
+                                {
                                     return;
                                 }
                             }
@@ -243,17 +297,27 @@ impl<L: CommitLog> LogApi for LogService<L> {
         Ok(Response::new(Box::pin(ReceiverStream::new(out))))
     }
 
-    async fn get_servers(&self, _request: Request<GetServersRequest>) -> Result<Response<GetServersResponse>, Status> {
+    async fn get_servers(
+        &self,
+        _request: Request<GetServersRequest>,
+    ) -> Result<Response<GetServersResponse>, Status> {
         let servers = self
             .log
             .servers()
             .into_iter()
-            .map(|s| Server { id: s.id, rpc_addr: s.rpc_addr, is_leader: s.is_leader })
+            .map(|s| Server {
+                id: s.id,
+                rpc_addr: s.rpc_addr,
+                is_leader: s.is_leader,
+            })
             .collect();
         Ok(Response::new(GetServersResponse { servers }))
     }
 
-    async fn get_log_info(&self, _request: Request<GetLogInfoRequest>) -> Result<Response<GetLogInfoResponse>, Status> {
+    async fn get_log_info(
+        &self,
+        _request: Request<GetLogInfoRequest>,
+    ) -> Result<Response<GetLogInfoResponse>, Status> {
         let info = self.log.info();
         Ok(Response::new(GetLogInfoResponse {
             lowest_offset: info.lowest_offset,

@@ -30,9 +30,17 @@ struct AppState<L> {
 
 /// The HTTP routes over `log`. `/healthz` and `/readyz` are plain and never
 /// behind auth; readiness turns 503 as soon as `shutdown` is cancelled.
-pub fn router<L: CommitLog>(log: Arc<L>, config: ServerConfig, shutdown: CancellationToken) -> Router {
+pub fn router<L: CommitLog>(
+    log: Arc<L>,
+    config: ServerConfig,
+    shutdown: CancellationToken,
+) -> Router {
     let body_limit = config.http_body_bytes_max;
-    let state = Arc::new(AppState { log, config, shutdown });
+    let state = Arc::new(AppState {
+        log,
+        config,
+        shutdown,
+    });
     Router::new()
         .route("/v1/records", post(produce::<L>).get(range::<L>))
         .route("/v1/records/batch", post(produce_batch::<L>))
@@ -40,7 +48,10 @@ pub fn router<L: CommitLog>(log: Arc<L>, config: ServerConfig, shutdown: Cancell
         .route("/v1/records/{offset}", get(consume::<L>))
         .route("/v1/info", get(info::<L>))
         .route("/v1/servers", get(servers::<L>))
-        .route("/healthz", get(|| async { Json(serde_json::json!({ "status": "ok" })) }))
+        .route(
+            "/healthz",
+            get(|| async { Json(serde_json::json!({ "status": "ok" })) }),
+        )
         .route("/readyz", get(ready::<L>))
         .layer(DefaultBodyLimit::max(body_limit))
         .with_state(state)
@@ -48,7 +59,8 @@ pub fn router<L: CommitLog>(log: Arc<L>, config: ServerConfig, shutdown: Cancell
 
 /// Base64 as proto3 JSON accepts it: standard or URL-safe, padded or not.
 fn decode_base64(text: &str) -> Result<Vec<u8>, Error> {
-    const LENIENT: GeneralPurposeConfig = GeneralPurposeConfig::new().with_decode_padding_mode(DecodePaddingMode::Indifferent);
+    const LENIENT: GeneralPurposeConfig =
+        GeneralPurposeConfig::new().with_decode_padding_mode(DecodePaddingMode::Indifferent);
     const STANDARD: GeneralPurpose = GeneralPurpose::new(&base64::alphabet::STANDARD, LENIENT);
     const URL_SAFE: GeneralPurpose = GeneralPurpose::new(&base64::alphabet::URL_SAFE, LENIENT);
     STANDARD
@@ -116,13 +128,22 @@ impl From<log_core::Record> for RecordOut {
 
 /// Reads a JSON body: 415 for another content type, 413 over the size limit,
 /// 400 for malformed JSON, all with a JSON error body.
-fn json_body<T: for<'de> Deserialize<'de>>(headers: &HeaderMap, body: Result<Bytes, BytesRejection>) -> Result<T, Response> {
-    let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
+fn json_body<T: for<'de> Deserialize<'de>>(
+    headers: &HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<T, Response> {
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
     let mime = content_type.split(';').next().unwrap_or("").trim();
     if !mime.eq_ignore_ascii_case("application/json") {
         return Err(http_error(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            format!("expected Content-Type application/json, got {:?}", content_type),
+            format!(
+                "expected Content-Type application/json, got {:?}",
+                content_type
+            ),
         ));
     }
     let body = body.map_err(|rejection| {
@@ -134,7 +155,8 @@ fn json_body<T: for<'de> Deserialize<'de>>(headers: &HeaderMap, body: Result<Byt
         };
         http_error(status, message)
     })?;
-    serde_json::from_slice(&body).map_err(|e| http_error(StatusCode::BAD_REQUEST, format!("malformed JSON body: {e}")))
+    serde_json::from_slice(&body)
+        .map_err(|e| http_error(StatusCode::BAD_REQUEST, format!("malformed JSON body: {e}")))
 }
 
 async fn produce<L: CommitLog>(
@@ -167,24 +189,40 @@ async fn produce_batch<L: CommitLog>(
     };
     let result = async {
         if request.records.is_empty() {
-            return Err(Error::InvalidArgument("records must hold at least one record".into()));
+            return Err(Error::InvalidArgument(
+                "records must hold at least one record".into(),
+            ));
         }
-        let values = request.records.iter().map(|r| decode_base64(&r.value)).collect::<Result<Vec<_>, _>>()?;
+        let values = request
+            .records
+            .iter()
+            .map(|r| decode_base64(&r.value))
+            .collect::<Result<Vec<_>, _>>()?;
         let count = values.len();
         Ok((state.log.append(values).await?, count))
     };
     match result.await {
-        Ok((base_offset, count)) => Json(serde_json::json!({ "baseOffset": base_offset, "count": count })).into_response(),
+        Ok((base_offset, count)) => {
+            Json(serde_json::json!({ "baseOffset": base_offset, "count": count })).into_response()
+        }
         Err(error) => error.into_response(),
     }
 }
 
-async fn consume<L: CommitLog>(State(state): State<Arc<AppState<L>>>, Path(offset): Path<String>) -> Response {
+async fn consume<L: CommitLog>(
+    State(state): State<Arc<AppState<L>>>,
+    Path(offset): Path<String>,
+) -> Response {
     let Ok(offset) = offset.parse::<u64>() else {
-        return http_error(StatusCode::BAD_REQUEST, format!("offset {offset:?} is not a non-negative integer"));
+        return http_error(
+            StatusCode::BAD_REQUEST,
+            format!("offset {offset:?} is not a non-negative integer"),
+        );
     };
     match state.log.read(offset).await {
-        Ok(record) => Json(serde_json::json!({ "record": RecordOut::from(record) })).into_response(),
+        Ok(record) => {
+            Json(serde_json::json!({ "record": RecordOut::from(record) })).into_response()
+        }
         Err(error) => error.into_response(),
     }
 }
@@ -206,13 +244,18 @@ async fn range<L: CommitLog>(
         Err(rejection) => return http_error(StatusCode::BAD_REQUEST, rejection.body_text()),
     };
     let from = query.from.unwrap_or_else(|| state.log.info().lowest_offset);
-    let limit = query.limit.unwrap_or(u64::from(state.config.consume_records_default));
-    let bytes_max = query.max_bytes.unwrap_or(state.config.consume_bytes_default);
+    let limit = query
+        .limit
+        .unwrap_or(u64::from(state.config.consume_records_default));
+    let bytes_max = query
+        .max_bytes
+        .unwrap_or(state.config.consume_bytes_default);
     match state.log.read_batch(from, bytes_max, limit).await {
         Ok(records) => {
             let next_offset = records.last().map_or(from, |r| r.offset + 1);
             let records: Vec<RecordOut> = records.into_iter().map(Into::into).collect();
-            Json(serde_json::json!({ "records": records, "nextOffset": next_offset })).into_response()
+            Json(serde_json::json!({ "records": records, "nextOffset": next_offset }))
+                .into_response()
         }
         Err(error) => error.into_response(),
     }
@@ -237,7 +280,12 @@ async fn follow<L: CommitLog>(
     let info = state.log.info();
     let from = query.from.unwrap_or(info.lowest_offset);
     if from < info.lowest_offset || from > info.commit_offset {
-        return Error::OutOfRange { offset: from, lowest: info.lowest_offset, next: info.commit_offset }.into_response();
+        return Error::OutOfRange {
+            offset: from,
+            lowest: info.lowest_offset,
+            next: info.commit_offset,
+        }
+        .into_response();
     }
     let (lines, body) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(64);
     tokio::spawn(async move {
@@ -248,7 +296,11 @@ async fn follow<L: CommitLog>(
             if offset < committed {
                 let records = state
                     .log
-                    .read_batch(offset, state.config.consume_bytes_default, u64::from(state.config.consume_records_default))
+                    .read_batch(
+                        offset,
+                        state.config.consume_bytes_default,
+                        u64::from(state.config.consume_records_default),
+                    )
                     .await;
                 let chunk = match records {
                     Ok(records) => {
@@ -256,13 +308,15 @@ async fn follow<L: CommitLog>(
                         for record in records {
                             offset = record.offset + 1;
                             let line = serde_json::json!({ "record": RecordOut::from(record) });
-                            serde_json::to_writer(&mut chunk, &line).expect("JSON values serialise");
+                            serde_json::to_writer(&mut chunk, &line)
+                                .expect("JSON values serialise");
                             chunk.push(b'\n');
                         }
                         chunk
                     }
                     Err(error) => {
-                        let mut line = serde_json::to_vec(&error.json_body()).expect("JSON values serialise");
+                        let mut line =
+                            serde_json::to_vec(&error.json_body()).expect("JSON values serialise");
                         line.push(b'\n');
                         let _ = lines.send(Ok(line.into())).await;
                         return;
@@ -281,7 +335,11 @@ async fn follow<L: CommitLog>(
         }
     });
     let stream = tokio_stream::wrappers::ReceiverStream::new(body).map(|chunk| chunk);
-    ([(header::CONTENT_TYPE, "application/x-ndjson")], Body::from_stream(stream)).into_response()
+    (
+        [(header::CONTENT_TYPE, "application/x-ndjson")],
+        Body::from_stream(stream),
+    )
+        .into_response()
 }
 
 async fn info<L: CommitLog>(State(state): State<Arc<AppState<L>>>) -> Response {
@@ -307,10 +365,18 @@ async fn servers<L: CommitLog>(State(state): State<Arc<AppState<L>>>) -> Respons
 
 async fn ready<L: CommitLog>(State(state): State<Arc<AppState<L>>>) -> Response {
     if state.shutdown.is_cancelled() {
-        return (StatusCode::SERVICE_UNAVAILABLE, Json(serde_json::json!({ "status": "shutting down" }))).into_response();
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(serde_json::json!({ "status": "shutting down" })),
+        )
+            .into_response();
     }
     if !state.log.is_ready() {
-        return (StatusCode::SERVICE_UNAVAILABLE, Json(serde_json::json!({ "status": "log not writable" }))).into_response();
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(serde_json::json!({ "status": "log not writable" })),
+        )
+            .into_response();
     }
     Json(serde_json::json!({ "status": "ready" })).into_response()
 }

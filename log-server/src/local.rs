@@ -46,11 +46,17 @@ impl LocalLog {
     }
 
     fn out_of_range(&self, offset: u64) -> Error {
-        Error::OutOfRange { offset, lowest: self.log.lowest_offset(), next: self.commit_offset() }
+        Error::OutOfRange {
+            offset,
+            lowest: self.log.lowest_offset(),
+            next: self.commit_offset(),
+        }
     }
 }
 
-async fn blocking<T: Send + 'static>(work: impl FnOnce() -> log_core::Result<T> + Send + 'static) -> Result<T> {
+async fn blocking<T: Send + 'static>(
+    work: impl FnOnce() -> log_core::Result<T> + Send + 'static,
+) -> Result<T> {
     match tokio::task::spawn_blocking(work).await {
         Ok(result) => result.map_err(Error::from),
         Err(e) => {
@@ -71,16 +77,30 @@ impl CommitLog for LocalLog {
         }
         let limit = self.log.config().record_bytes_max;
         if let Some(value) = values.iter().find(|v| v.len() as u64 > limit) {
-            return Err(Error::RecordTooLarge { size: value.len() as u64, limit });
+            return Err(Error::RecordTooLarge {
+                size: value.len() as u64,
+                limit,
+            });
         }
-        let _permit = Arc::clone(&self.in_flight).try_acquire_many_owned(count).map_err(|_| {
-            Error::Overloaded(format!("more than {} records are being appended; retry later", self.in_flight_max))
-        })?;
+        let _permit = Arc::clone(&self.in_flight)
+            .try_acquire_many_owned(count)
+            .map_err(|_| {
+                Error::Overloaded(format!(
+                    "more than {} records are being appended; retry later",
+                    self.in_flight_max
+                ))
+            })?;
         let log = Arc::clone(&self.log);
         let count = values.len() as u64;
         let first = blocking(move || {
             let now = log_core::now_ms();
-            let records: Vec<Record> = values.into_iter().map(|value| Record { timestamp_ms: now, ..Record::new(value) }).collect();
+            let records: Vec<Record> = values
+                .into_iter()
+                .map(|value| Record {
+                    timestamp_ms: now,
+                    ..Record::new(value)
+                })
+                .collect();
             log.append_batch(&records)
         })
         .await?;
@@ -121,7 +141,11 @@ impl CommitLog for LocalLog {
     }
 
     fn info(&self) -> LogInfo {
-        LogInfo { lowest_offset: self.log.lowest_offset(), next_offset: self.log.next_offset(), commit_offset: self.commit_offset() }
+        LogInfo {
+            lowest_offset: self.log.lowest_offset(),
+            next_offset: self.log.next_offset(),
+            commit_offset: self.commit_offset(),
+        }
     }
 
     fn watch_commit(&self) -> watch::Receiver<u64> {
@@ -133,10 +157,95 @@ impl CommitLog for LocalLog {
     }
 
     fn servers(&self) -> Vec<ServerInfo> {
-        vec![ServerInfo { id: self.node_id.clone(), rpc_addr: self.rpc_addr.clone(), is_leader: true }]
+        vec![ServerInfo {
+            id: self.node_id.clone(),
+            rpc_addr: self.rpc_addr.clone(),
+            is_leader: true,
+        }]
     }
 
     fn is_ready(&self) -> bool {
         self.log.is_writable()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn local(dir: &std::path::Path, in_flight: u32) -> LocalLog {
+        let log = Log::open(
+            dir,
+            log_core::Config {
+                record_bytes_max: 16,
+                ..log_core::Config::default()
+            },
+        )
+        .expect("open");
+        LocalLog::new(Arc::new(log), "n1", "127.0.0.1:1", in_flight)
+    }
+
+    #[tokio::test]
+    async fn appends_beyond_the_in_flight_limit_are_refused_as_overload() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let log = local(dir.path(), 4);
+        // Another request holds three of the four permits.
+        let held = Arc::clone(&log.in_flight)
+            .try_acquire_many_owned(3)
+            .expect("permits");
+        let error = log
+            .append(vec![b"a".to_vec(), b"b".to_vec()])
+            .await
+            .expect_err("overloaded");
+        assert!(matches!(error, Error::Overloaded(_)), "{error:?}");
+        assert_eq!(log.info().next_offset, 0, "nothing was written");
+        drop(held);
+        assert_eq!(
+            log.append(vec![b"a".to_vec(), b"b".to_vec()])
+                .await
+                .expect("append"),
+            0
+        );
+    }
+
+    #[tokio::test]
+    async fn reads_stop_at_the_commit_offset_and_commits_are_published() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let log = local(dir.path(), 100);
+        let mut commit = log.watch_commit();
+        assert_eq!(*commit.borrow_and_update(), 0);
+        assert!(matches!(
+            log.read(0).await,
+            Err(Error::OutOfRange { next: 0, .. })
+        ));
+        log.append(vec![b"x".to_vec(); 3]).await.expect("append");
+        assert!(commit.has_changed().expect("sender alive"));
+        assert_eq!(*commit.borrow_and_update(), 3);
+        assert_eq!(
+            log.read_batch(0, u64::MAX, 10).await.expect("batch").len(),
+            3
+        );
+        assert_eq!(
+            log.read_batch(3, u64::MAX, 10).await.expect("at the tail"),
+            vec![]
+        );
+        assert!(matches!(
+            log.read_batch(4, u64::MAX, 10).await,
+            Err(Error::OutOfRange { .. })
+        ));
+    }
+
+    #[tokio::test]
+    async fn oversize_records_are_refused_with_the_limit() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let log = local(dir.path(), 100);
+        let error = log.append(vec![vec![0; 17]]).await.expect_err("too large");
+        assert_eq!(
+            error,
+            Error::RecordTooLarge {
+                size: 17,
+                limit: 16
+            }
+        );
     }
 }

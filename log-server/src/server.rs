@@ -42,15 +42,23 @@ pub async fn serve<L: CommitLog>(
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
         .build_v1alpha()
         .map_err(std::io::Error::other)?;
-    let service = LogServer::new(LogService::new(Arc::clone(&log), config.clone(), shutdown.clone()))
-        .max_decoding_message_size(config.grpc_message_bytes_max)
-        .max_encoding_message_size(config.grpc_message_bytes_max);
+    let service = LogServer::new(LogService::new(
+        Arc::clone(&log),
+        config.clone(),
+        shutdown.clone(),
+    ))
+    .max_decoding_message_size(config.grpc_message_bytes_max)
+    .max_encoding_message_size(config.grpc_message_bytes_max);
     let grpc = tonic::service::Routes::new(service)
         .add_service(health_service)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
         .into_axum_router();
-    let app = grpc.merge(crate::http::router(Arc::clone(&log), config.clone(), shutdown.clone()));
+    let app = grpc.merge(crate::http::router(
+        Arc::clone(&log),
+        config.clone(),
+        shutdown.clone(),
+    ));
 
     // Health follows readiness, and turns NOT_SERVING first on shutdown.
     let health_task = {
@@ -72,14 +80,17 @@ pub async fn serve<L: CommitLog>(
                 }
             }
             health.set_not_serving::<LogServer<LogService<L>>>().await;
-            health.set_service_status("", tonic_health::ServingStatus::NotServing).await;
+            health
+                .set_service_status("", tonic_health::ServingStatus::NotServing)
+                .await;
         })
     };
 
     // Accepting stops only after health has turned NOT_SERVING.
     let stop_accepting = CancellationToken::new();
     let drain = Duration::from_millis(config.drain_timeout_ms);
-    let server = axum::serve(listener, app).with_graceful_shutdown(stop_accepting.clone().cancelled_owned());
+    let server =
+        axum::serve(listener, app).with_graceful_shutdown(stop_accepting.clone().cancelled_owned());
     let mut server = tokio::spawn(async move { server.await });
     tokio::select! {
         result = &mut server => return result.map_err(std::io::Error::other)?,
@@ -91,7 +102,10 @@ pub async fn serve<L: CommitLog>(
         Ok(result) => result.map_err(std::io::Error::other)?,
         Err(_) => {
             server.abort();
-            tracing::warn!(drain_timeout_ms = config.drain_timeout_ms, "drain timed out; dropped remaining connections");
+            tracing::warn!(
+                drain_timeout_ms = config.drain_timeout_ms,
+                "drain timed out; dropped remaining connections"
+            );
             Ok(())
         }
     }

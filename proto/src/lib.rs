@@ -11,14 +11,19 @@ pub mod v1 {
 }
 
 /// The encoded `FileDescriptorSet` of `proglog.v1`, for gRPC reflection.
-pub const FILE_DESCRIPTOR_SET: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/proglog_descriptor.bin"));
+pub const FILE_DESCRIPTOR_SET: &[u8] =
+    include_bytes!(concat!(env!("OUT_DIR"), "/proglog_descriptor.bin"));
 
 /// The `.proto` source, for tools that want to show or ship it.
 pub const LOG_PROTO: &str = include_str!("../proglog/v1/log.proto");
 
 impl From<log_core::Record> for v1::Record {
     fn from(record: log_core::Record) -> Self {
-        Self { value: record.value.into(), offset: record.offset, timestamp_ms: record.timestamp_ms }
+        Self {
+            value: record.value.into(),
+            offset: record.offset,
+            timestamp_ms: record.timestamp_ms,
+        }
     }
 }
 
@@ -28,14 +33,29 @@ mod tests {
 
     #[test]
     fn a_log_record_converts_without_losing_fields() {
-        let record = log_core::Record { offset: 7, timestamp_ms: 9, ..log_core::Record::new(b"abc".to_vec()) };
+        let record = log_core::Record {
+            offset: 7,
+            timestamp_ms: 9,
+            ..log_core::Record::new(b"abc".to_vec())
+        };
         let wire = v1::Record::from(record);
-        assert_eq!((wire.offset, wire.timestamp_ms, &wire.value[..]), (7, 9, &b"abc"[..]));
+        assert_eq!(
+            (wire.offset, wire.timestamp_ms, &wire.value[..]),
+            (7, 9, &b"abc"[..])
+        );
     }
 
     #[test]
     fn the_descriptor_set_names_the_log_service() {
-        assert!(FILE_DESCRIPTOR_SET.windows(b"proglog.v1".len()).any(|w| w == b"proglog.v1"));
-        assert!(FILE_DESCRIPTOR_SET.windows(b"ConsumeStream".len()).any(|w| w == b"ConsumeStream"));
+        assert!(
+            FILE_DESCRIPTOR_SET
+                .windows(b"proglog.v1".len())
+                .any(|w| w == b"proglog.v1")
+        );
+        assert!(
+            FILE_DESCRIPTOR_SET
+                .windows(b"ConsumeStream".len())
+                .any(|w| w == b"ConsumeStream")
+        );
     }
 }
