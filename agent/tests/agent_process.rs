@@ -1,0 +1,260 @@
+//! The `proglog agent` process: configuration errors, the embedded default,
+//! graceful shutdown on signals, and a clean restart.
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, ChildStderr, Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+const CLEAN: &str = "log was closed cleanly; no recovery needed";
+const RECOVERED: &str = "log was not closed cleanly; recovered its newest segment";
+
+/// Longest a node may take to start or stop before the test fails.
+const PROCESS_TIMEOUT: Duration = Duration::from_secs(20);
+
+fn proglog() -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_proglog"));
+    // Keep the test's own environment from configuring the node.
+    for (key, _) in std::env::vars() {
+        if key.starts_with("PROGLOG_") {
+            command.env_remove(key);
+        }
+    }
+    command
+}
+
+/// A node process whose JSON log lines arrive on a channel; killed on drop.
+struct Node {
+    child: Child,
+    lines: mpsc::Receiver<serde_json::Value>,
+    /// Every line received so far, so a wait can find an earlier one.
+    seen: std::cell::RefCell<Vec<serde_json::Value>>,
+    addr: String,
+}
+
+impl Node {
+    fn start(data_dir: &Path, extra: &[&str]) -> Self {
+        let mut child = proglog()
+            .args([
+                "agent",
+                "--rpc-addr",
+                "127.0.0.1:0",
+                "--log-format",
+                "json",
+                "--data-dir",
+            ])
+            .arg(data_dir)
+            .args(extra)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn proglog agent");
+        let lines = forward_lines(child.stderr.take().expect("stderr"));
+        let mut node = Self {
+            child,
+            lines,
+            seen: std::cell::RefCell::default(),
+            addr: String::new(),
+        };
+        let listening = node.wait_for("listening for gRPC and HTTP");
+        node.addr = listening["addr"].as_str().expect("addr field").to_owned();
+        node
+    }
+
+    /// The first log line, earlier or to come, whose message is one of
+    /// `messages`.
+    fn wait_for_any(&self, messages: &[&str]) -> serde_json::Value {
+        let matches = |line: &serde_json::Value| {
+            line["message"]
+                .as_str()
+                .is_some_and(|m| messages.contains(&m))
+        };
+        if let Some(line) = self.seen.borrow().iter().find(|l| matches(l)) {
+            return line.clone();
+        }
+        loop {
+            let line = self
+                .lines
+                .recv_timeout(PROCESS_TIMEOUT)
+                .unwrap_or_else(|_| panic!("no {messages:?} line"));
+            self.seen.borrow_mut().push(line.clone());
+            if matches(&line) {
+                return line;
+            }
+        }
+    }
+
+    fn wait_for(&self, message: &str) -> serde_json::Value {
+        self.wait_for_any(&[message])
+    }
+
+    fn signal(&self, signal: &str) {
+        let status = Command::new("kill")
+            .args(["-s", signal, &self.child.id().to_string()])
+            .status()
+            .expect("kill");
+        assert!(status.success());
+    }
+
+    fn wait_exit(&mut self) -> std::process::ExitStatus {
+        let deadline = std::time::Instant::now() + PROCESS_TIMEOUT;
+        loop {
+            if let Some(status) = self.child.try_wait().expect("try_wait") {
+                return status;
+            }
+            assert!(std::time::Instant::now() < deadline, "node did not exit");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn forward_lines(stderr: ChildStderr) -> mpsc::Receiver<serde_json::Value> {
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines() {
+            let Ok(line) = line else { return };
+            let value = serde_json::from_str(&line)
+                .unwrap_or_else(|_| serde_json::json!({ "message": line }));
+            if tx.send(value).is_err() {
+                return;
+            }
+        }
+    });
+    rx
+}
+
+fn produce_http(addr: &str, base64: &str) -> u64 {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    runtime.block_on(async {
+        let response = reqwest::Client::new()
+            .post(format!("http://{addr}/v1/records"))
+            .header("content-type", "application/json")
+            .body(serde_json::json!({ "record": { "value": base64 } }).to_string())
+            .send()
+            .await
+            .expect("produce");
+        assert_eq!(response.status().as_u16(), 200);
+        let body: serde_json::Value = response.json().await.expect("json");
+        body["offset"].as_u64().expect("offset")
+    })
+}
+
+#[test]
+fn an_invalid_config_exits_2_naming_the_key_before_opening_anything() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data_dir = dir.path().join("data");
+    let file = dir.path().join("bad.toml");
+    std::fs::write(&file, "[log]\nsegment_bytes_max = 12\n").expect("write");
+    let cases: Vec<(Vec<String>, Vec<(&str, &str)>, &str)> = vec![
+        (
+            vec!["--config".into(), file.display().to_string()],
+            vec![],
+            "log.segment_bytes_max",
+        ),
+        (
+            vec!["--config".into(), "/nonexistent.toml".into()],
+            vec![],
+            "/nonexistent.toml",
+        ),
+        (
+            vec!["--rpc-addr".into(), "not-an-address".into()],
+            vec![],
+            "rpc_addr",
+        ),
+        (
+            vec![],
+            vec![("PROGLOG_LOG__FSYNC", "sometimes")],
+            "log.fsync",
+        ),
+        (vec![], vec![("PROGLOG_NO_SUCH_KEY", "1")], "no_such_key"),
+    ];
+    for (args, env, key) in cases {
+        let output = proglog()
+            .args(["agent", "--data-dir"])
+            .arg(&data_dir)
+            .args(&args)
+            .envs(env.iter().copied())
+            .output()
+            .expect("run");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(2), "{args:?} {env:?}: {stderr}");
+        assert!(stderr.contains(key), "{args:?} {env:?}: {stderr}");
+        assert!(
+            !data_dir.exists(),
+            "nothing may be created before the config is valid"
+        );
+    }
+    let output = proglog()
+        .args(["agent", "--fsync", "sometimes"])
+        .output()
+        .expect("run");
+    assert_eq!(
+        output.status.code(),
+        Some(2),
+        "clap rejects a bad flag value with 2 too"
+    );
+}
+
+/// Goal: SIGTERM stops the node cleanly (exit 0, log closed) even with a
+/// follow stream open, and the next start needs no recovery.
+#[test]
+fn sigterm_drains_closes_the_log_and_the_restart_is_clean() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut node = Node::start(dir.path(), &["--fsync", "always"]);
+    node.wait_for("created a new log");
+    for i in 0..3 {
+        assert_eq!(produce_http(&node.addr, "aGVsbG8="), i);
+    }
+    // An open NDJSON follower must not hold the shutdown up.
+    let follower = std::net::TcpStream::connect(&node.addr).expect("connect");
+    std::io::Write::write_all(
+        &mut &follower,
+        b"GET /v1/records/stream?from=0 HTTP/1.1\r\nhost: x\r\n\r\n",
+    )
+    .expect("request");
+    node.signal("TERM");
+    node.wait_for("log flushed and closed cleanly");
+    assert!(node.wait_exit().success());
+    drop(follower);
+
+    let node = Node::start(dir.path(), &[]);
+    let opened = node.wait_for_any(&[CLEAN, RECOVERED]);
+    assert_eq!(opened["message"], CLEAN);
+    assert_eq!(
+        produce_http(&node.addr, "eA=="),
+        3,
+        "the records survived the restart"
+    );
+}
+
+#[test]
+fn sigint_stops_the_node_too() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut node = Node::start(dir.path(), &[]);
+    node.signal("INT");
+    assert!(node.wait_exit().success());
+}
+
+#[test]
+fn a_killed_node_recovers_on_restart() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut node = Node::start(dir.path(), &["--fsync", "always"]);
+    produce_http(&node.addr, "aGVsbG8=");
+    node.signal("KILL");
+    node.wait_exit();
+    let node = Node::start(dir.path(), &[]);
+    let opened = node.wait_for_any(&[CLEAN, RECOVERED]);
+    assert_eq!(opened["message"], RECOVERED);
+    assert_eq!(produce_http(&node.addr, "eA=="), 1);
+}
