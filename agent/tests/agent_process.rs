@@ -156,7 +156,9 @@ fn an_invalid_config_exits_2_naming_the_key_before_opening_anything() {
     let data_dir = dir.path().join("data");
     let file = dir.path().join("bad.toml");
     std::fs::write(&file, "[log]\nsegment_bytes_max = 12\n").expect("write");
-    let cases: Vec<(Vec<String>, Vec<(&str, &str)>, &str)> = vec![
+    // (flags, environment, the key the error must name)
+    type Case<'a> = (Vec<String>, Vec<(&'a str, &'a str)>, &'a str);
+    let cases: Vec<Case<'_>> = vec![
         (
             vec!["--config".into(), file.display().to_string()],
             vec![],

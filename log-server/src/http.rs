@@ -131,19 +131,16 @@ impl From<log_core::Record> for RecordOut {
 fn json_body<T: for<'de> Deserialize<'de>>(
     headers: &HeaderMap,
     body: Result<Bytes, BytesRejection>,
-) -> Result<T, Response> {
+) -> Result<T, (StatusCode, String)> {
     let content_type = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .unwrap_or("");
     let mime = content_type.split(';').next().unwrap_or("").trim();
     if !mime.eq_ignore_ascii_case("application/json") {
-        return Err(http_error(
+        return Err((
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            format!(
-                "expected Content-Type application/json, got {:?}",
-                content_type
-            ),
+            format!("expected Content-Type application/json, got {content_type:?}"),
         ));
     }
     let body = body.map_err(|rejection| {
@@ -153,10 +150,10 @@ fn json_body<T: for<'de> Deserialize<'de>>(
         } else {
             rejection.body_text()
         };
-        http_error(status, message)
+        (status, message)
     })?;
     serde_json::from_slice(&body)
-        .map_err(|e| http_error(StatusCode::BAD_REQUEST, format!("malformed JSON body: {e}")))
+        .map_err(|e| (StatusCode::BAD_REQUEST, format!("malformed JSON body: {e}")))
 }
 
 async fn produce<L: CommitLog>(
@@ -166,7 +163,7 @@ async fn produce<L: CommitLog>(
 ) -> Response {
     let request: ProduceIn = match json_body(&headers, body) {
         Ok(request) => request,
-        Err(response) => return response,
+        Err((status, message)) => return http_error(status, message),
     };
     let result = async {
         let value = decode_base64(&request.record.value)?;
@@ -185,7 +182,7 @@ async fn produce_batch<L: CommitLog>(
 ) -> Response {
     let request: ProduceBatchIn = match json_body(&headers, body) {
         Ok(request) => request,
-        Err(response) => return response,
+        Err((status, message)) => return http_error(status, message),
     };
     let result = async {
         if request.records.is_empty() {
