@@ -1,5 +1,5 @@
 # proglog's entry point: CI (.ci/run) calls these same targets.
-.PHONY: test lint verify bench fuzz-smoke doc
+.PHONY: test test-python lint verify bench fuzz-smoke doc
 
 CARGO ?= cargo
 
@@ -8,6 +8,11 @@ test:
 	$(CARGO) nextest run --workspace --no-tests=warn
 	$(CARGO) test --workspace --doc
 
+# The Python (grpcio) client suite against a real `proglog agent`: the
+# contract exercised from another language. See tests/python/run.sh.
+test-python:
+	bash tests/python/run.sh
+
 # Formatting, lints with warnings denied, and rustdoc with warnings denied.
 lint:
 	$(CARGO) fmt --all -- --check
@@ -15,7 +20,7 @@ lint:
 	RUSTDOCFLAGS="-D warnings" $(CARGO) doc --workspace --no-deps
 
 # What CI checks.
-verify: lint test
+verify: lint test test-python
 
 # Criterion benchmarks of log-core, with the disk's own limits measured in the
 # same run; see log-core/benches/log.rs for what each one means.

@@ -120,7 +120,9 @@ pub async fn connect(args: &ConnectArgs) -> anyhow::Result<LogClient<Channel>> {
     // The outer timeout also covers a peer that accepts TCP but never
     // completes the HTTP/2 handshake.
     let channel = match tokio::time::timeout(CONNECT_TIMEOUT, endpoint.connect()).await {
-        Ok(connected) => connected.with_context(|| format!("cannot connect to {addr}"))?,
+        Ok(connected) => {
+            connected.map_err(|e| anyhow::anyhow!("cannot connect to {addr}: {}", chain(&e)))?
+        }
         Err(_) => anyhow::bail!("cannot connect to {addr}: no answer within {CONNECT_TIMEOUT:?}"),
     };
     Ok(LogClient::new(channel)
@@ -158,13 +160,29 @@ fn code_name(code: tonic::Code) -> &'static str {
 /// tonic's own `Display` also prints details and metadata, which is noise
 /// on a terminal.
 pub fn status_error(status: tonic::Status) -> anyhow::Error {
-    let mut text = format!("{}: {}", code_name(status.code()), status.message());
-    let mut source = std::error::Error::source(&status);
+    let code = code_name(status.code());
+    match std::error::Error::source(&status) {
+        Some(cause) => anyhow::anyhow!("{code}: {}: {}", status.message(), chain(cause)),
+        None => anyhow::anyhow!("{code}: {}", status.message()),
+    }
+}
+
+/// An error and its causes joined by `: `, each said once (hyper and tonic
+/// wrap some causes in an error with the same text).
+fn chain(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = error.to_string();
+    let mut last = text.clone();
+    let mut source = error.source();
     while let Some(cause) = source {
-        text.push_str(&format!(": {cause}"));
+        let cause_text = cause.to_string();
+        if cause_text != last {
+            text.push_str(": ");
+            text.push_str(&cause_text);
+            last = cause_text;
+        }
         source = cause.source();
     }
-    anyhow::Error::msg(text)
+    text
 }
 
 /// Stdout, buffered; flushed when the command would otherwise wait.
@@ -534,6 +552,12 @@ struct ServerJson {
     is_leader: bool,
 }
 
+/// `proglog servers --json`.
+#[derive(Serialize)]
+struct ServersJson {
+    servers: Vec<ServerJson>,
+}
+
 /// Runs `proglog servers`.
 ///
 /// # Errors
@@ -556,7 +580,7 @@ pub async fn servers(args: InfoArgs) -> anyhow::Result<()> {
                 is_leader: s.is_leader,
             })
             .collect();
-        format!("{}\n", serde_json::json!({ "servers": servers }))
+        format!("{}\n", serde_json::to_string(&ServersJson { servers })?)
     } else {
         let rows: Vec<[String; 3]> = servers
             .into_iter()

@@ -224,10 +224,20 @@ impl AgentConfig {
                 "server.in_flight_records_max: must be at least 1".into(),
             ));
         }
-        if self.server.grpc_message_bytes_max < 1024 || self.server.http_body_bytes_max < 1024 {
-            return Err(ConfigError(
-                "server.*_bytes_max: must be at least 1024".into(),
-            ));
+        // A record and its envelope must fit one gRPC message, and one
+        // base64-encoded record must fit an HTTP body.
+        let record = self.log.record_bytes_max;
+        if (self.server.grpc_message_bytes_max as u64) < record + 8192 {
+            return Err(ConfigError(format!(
+                "server.grpc_message_bytes_max: must be at least log.record_bytes_max + 8192 = {}",
+                record + 8192
+            )));
+        }
+        if (self.server.http_body_bytes_max as u64) < record / 3 * 4 + 8192 {
+            return Err(ConfigError(format!(
+                "server.http_body_bytes_max: must hold one base64 record: at least {}",
+                record / 3 * 4 + 8192
+            )));
         }
         Ok(())
     }
@@ -343,6 +353,10 @@ mod tests {
             ("rpc_addr = \"nowhere\"\n", "rpc_addr"),
             ("[server]\nunknown_key = 1\n", "server"),
             ("log_level = \"[[[\"\n", "log_level"),
+            (
+                "[server]\ngrpc_message_bytes_max = 2000\n",
+                "server.grpc_message_bytes_max",
+            ),
         ];
         for (text, key) in cases {
             let file = dir.path().join("c.toml");

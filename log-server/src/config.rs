@@ -32,3 +32,17 @@ impl Default for ServerConfig {
         }
     }
 }
+
+impl ServerConfig {
+    /// The most record bytes one batch response carries, whatever the client
+    /// asks: under the gRPC message limit, with room for the envelope
+    /// (a frame's 36-byte header is larger than a record's protobuf overhead).
+    pub fn batch_bytes_max(&self) -> u64 {
+        (self.grpc_message_bytes_max as u64)
+            .saturating_sub(BATCH_ENVELOPE_BYTES)
+            .max(1)
+    }
+}
+
+/// Bytes kept free in a batch response for its envelope.
+const BATCH_ENVELOPE_BYTES: u64 = 4096;

@@ -218,7 +218,8 @@ impl<L: CommitLog> LogApi for LogService<L> {
             self.config.consume_bytes_default
         } else {
             request.max_bytes
-        };
+        }
+        .min(self.config.batch_bytes_max());
         let records = self
             .log
             .read_batch(request.from_offset, bytes_max, u64::from(records_max))
