@@ -75,10 +75,12 @@ impl AgentArgs {
     }
 }
 
-fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
+/// Runs `work` on a fresh multi-threaded runtime.
+fn block_on(work: impl std::future::Future<Output = anyhow::Result<()>>) -> anyhow::Result<()> {
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
-        .build()
+        .build()?
+        .block_on(work)
 }
 
 /// Parses the command line and runs it.
@@ -93,25 +95,13 @@ pub fn main() -> ExitCode {
                     return ExitCode::from(2);
                 }
             };
-            runtime()
-                .map_err(anyhow::Error::from)
-                .and_then(|rt| rt.block_on(crate::node::run(config)))
+            block_on(crate::node::run(config))
         }
-        Command::Produce(args) => runtime()
-            .map_err(anyhow::Error::from)
-            .and_then(|rt| rt.block_on(crate::client::produce(args))),
-        Command::Consume(args) => runtime()
-            .map_err(anyhow::Error::from)
-            .and_then(|rt| rt.block_on(crate::client::consume(args))),
-        Command::Info(args) => runtime()
-            .map_err(anyhow::Error::from)
-            .and_then(|rt| rt.block_on(crate::client::info(args))),
-        Command::Servers(args) => runtime()
-            .map_err(anyhow::Error::from)
-            .and_then(|rt| rt.block_on(crate::client::servers(args))),
-        Command::Bench(args) => runtime()
-            .map_err(anyhow::Error::from)
-            .and_then(|rt| rt.block_on(crate::bench::run(args))),
+        Command::Produce(args) => block_on(crate::client::produce(args)),
+        Command::Consume(args) => block_on(crate::client::consume(args)),
+        Command::Info(args) => block_on(crate::client::info(args)),
+        Command::Servers(args) => block_on(crate::client::servers(args)),
+        Command::Bench(args) => block_on(crate::bench::run(args)),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

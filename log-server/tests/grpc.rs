@@ -376,11 +376,7 @@ async fn health_and_reflection_are_served() {
 
     let dir = tempfile::tempdir().expect("tempdir");
     let server = TestServer::start(dir.path()).await;
-    let channel = tonic::transport::Channel::from_shared(format!("http://{}", server.addr))
-        .expect("endpoint")
-        .connect()
-        .await
-        .expect("connect");
+    let channel = server.channel().await;
     let mut health = HealthClient::new(channel.clone());
     let status = health
         .check(HealthCheckRequest {
@@ -425,11 +421,7 @@ async fn graceful_shutdown_ends_open_streams() {
     let dir = tempfile::tempdir().expect("tempdir");
     let server = TestServer::start(dir.path()).await;
     let mut client = server.client().await;
-    let channel = tonic::transport::Channel::from_shared(format!("http://{}", server.addr))
-        .expect("endpoint")
-        .connect()
-        .await
-        .expect("connect");
+    let channel = server.channel().await;
     let mut health = HealthClient::new(channel);
     let mut watch = health
         .watch(HealthCheckRequest {

@@ -77,9 +77,13 @@ impl TestServer {
         }
     }
 
-    pub async fn client(&self) -> LogClient<Channel> {
+    pub async fn channel(&self) -> Channel {
         let endpoint = Channel::from_shared(format!("http://{}", self.addr)).expect("endpoint");
-        LogClient::new(endpoint.connect().await.expect("connect"))
+        endpoint.connect().await.expect("connect")
+    }
+
+    pub async fn client(&self) -> LogClient<Channel> {
+        LogClient::new(self.channel().await)
     }
 
     pub fn url(&self, path: &str) -> String {
