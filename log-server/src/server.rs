@@ -86,6 +86,13 @@ pub async fn serve<L: CommitLog>(
         })
     };
 
+    // Small responses (acks, health) must leave at once: with Nagle's
+    // algorithm and the peer's delayed ACKs they would wait ~40 ms each.
+    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp: &mut tokio::net::TcpStream| {
+        if let Err(e) = tcp.set_nodelay(true) {
+            tracing::warn!(error = %e, "cannot set TCP_NODELAY");
+        }
+    });
     // Accepting stops only after health has turned NOT_SERVING.
     let stop_accepting = CancellationToken::new();
     let drain = Duration::from_millis(config.drain_timeout_ms);
