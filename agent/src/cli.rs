@@ -10,7 +10,12 @@ use crate::config::{AgentConfig, FlagOverrides, FsyncMode, FsyncOverride, LogFor
 
 /// proglog: a replicated commit log.
 #[derive(Debug, Parser)]
-#[command(name = "proglog", version, about = "proglog: a replicated commit log service", propagate_version = true)]
+#[command(
+    name = "proglog",
+    version,
+    about = "proglog: a replicated commit log service",
+    propagate_version = true
+)]
 pub struct Cli {
     /// What to do.
     #[command(subcommand)]

@@ -1,7 +1,7 @@
 //! Throughput of the log's append and read paths, next to the disk's own
 //! limits measured in the same run.
 //!
-//! Run with `cargo bench -p log-core --bench log` (about two minutes of
+//! Run with `cargo bench -p log-core --bench log` (about a minute of
 //! measuring on a 2-core machine, after the build). Logs and scratch files live
 //! under `CARGO_TARGET_TMPDIR` (`target/tmp`, on the same disk as the
 //! workspace; `/tmp` may be a tmpfs, which would make every sync free), or

@@ -23,6 +23,7 @@
 
 mod config;
 mod error;
+mod group_commit;
 mod index;
 mod log;
 mod mmap;

@@ -4,14 +4,13 @@ use std::fs::{File, OpenOptions};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{self, RecvTimeoutError};
-use std::sync::{
-    Arc, Condvar, Mutex, MutexGuard, OnceLock, RwLock, RwLockReadGuard, RwLockWriteGuard,
-};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
 use crate::config::{Config, FsyncPolicy};
 use crate::error::{Error, IoContext, Result};
+use crate::group_commit::GroupCommit;
 use crate::reader::LogReader;
 use crate::record::{Record, encode_frame, now_ms};
 use crate::segment::{Recovery, Segment};
@@ -59,13 +58,10 @@ struct Shared {
     writer: Mutex<Writer>,
     next_offset: AtomicU64,
     lowest_offset: AtomicU64,
-    durability: Mutex<SyncState>,
-    synced: Condvar,
+    group_commit: GroupCommit,
     bytes_since_sync: AtomicU64,
     failure: OnceLock<String>,
     closed: AtomicBool,
-    /// Completed syncs of appended data (for metrics and tests).
-    sync_count: AtomicU64,
     /// Whether the directory was marked clean when opened.
     opened_clean: bool,
 }
@@ -78,13 +74,6 @@ struct Writer {
     starts: Vec<u32>,
     /// Appends so far in this process: the group-commit ticket.
     sequence: u64,
-}
-
-struct SyncState {
-    /// Every append with a sequence at or below this is durable.
-    synced_sequence: u64,
-    /// Whether a thread is running a sync right now.
-    syncing: bool,
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -161,15 +150,10 @@ impl Log {
             }),
             segments: RwLock::new(segments),
             lock: lock_file,
-            durability: Mutex::new(SyncState {
-                synced_sequence: 0,
-                syncing: false,
-            }),
-            synced: Condvar::new(),
+            group_commit: GroupCommit::new(),
             bytes_since_sync: AtomicU64::new(0),
             failure: OnceLock::new(),
             closed: AtomicBool::new(false),
-            sync_count: AtomicU64::new(0),
             opened_clean: clean,
             config,
         });
@@ -396,7 +380,7 @@ impl Log {
     /// Syncs of appended data since open; with group commit under concurrent
     /// `Always` appends this grows slower than the number of appends.
     pub fn sync_count(&self) -> u64 {
-        self.shared.sync_count.load(Ordering::Relaxed)
+        self.shared.group_commit.sync_count()
     }
 
     /// Makes every append so far durable, whatever the policy.
@@ -683,6 +667,10 @@ impl Shared {
                 limit,
             });
         }
+        // Counted for group commit from before the writer lock, so a leader
+        // knows this append is coming.
+        let _appender =
+            (self.config.fsync == FsyncPolicy::Always).then(|| self.group_commit.enter());
         let mut writer = self.lock_writer();
         self.check_writable()?;
         let first = self.next_offset.load(Ordering::Acquire);
@@ -708,6 +696,7 @@ impl Shared {
         writer.sequence += 1;
         let sequence = writer.sequence;
         drop(writer);
+        self.group_commit.written(sequence);
         match self.config.fsync {
             FsyncPolicy::Always => self.wait_durable(sequence)?,
             FsyncPolicy::Interval {
@@ -800,34 +789,12 @@ impl Shared {
     /// itself if no other thread is (group commit: whoever syncs covers every
     /// append written before it started).
     fn wait_durable(&self, sequence: u64) -> Result<()> {
-        let mut state = lock(&self.durability);
-        loop {
-            if let Some(cause) = self.failure.get() {
-                return Err(Error::Failed {
-                    cause: cause.clone(),
-                });
-            }
-            if state.synced_sequence >= sequence {
-                return Ok(());
-            }
-            if state.syncing {
-                state = self
-                    .synced
-                    .wait(state)
-                    .unwrap_or_else(std::sync::PoisonError::into_inner);
-                continue;
-            }
-            state.syncing = true;
-            drop(state);
-            let result = self.sync_now();
-            state = lock(&self.durability);
-            state.syncing = false;
-            match result {
-                Ok(synced) => state.synced_sequence = state.synced_sequence.max(synced),
-                Err(e) => self.fail(&e),
-            }
-            self.synced.notify_all();
-        }
+        self.group_commit.wait(
+            sequence,
+            &self.failure,
+            || self.sync_now(),
+            |e| self.fail(e),
+        )
     }
 
     /// Syncs the active segment; returns the sequence now durable. Sealed
@@ -839,7 +806,6 @@ impl Shared {
         };
         self.bytes_since_sync.store(0, Ordering::Release);
         active.store().sync()?;
-        self.sync_count.fetch_add(1, Ordering::Relaxed);
         Ok(sequence)
     }
 
