@@ -3,7 +3,7 @@
 //! This crate owns the `proglog` binary (the workspace's only `main.rs`):
 //! layered configuration ([`config`]: defaults, TOML file, `PROGLOG_*`
 //! environment, flags), running a node ([`node`]: open the log, serve, shut
-//! down in order), and the client subcommands ([`client`], [`bench`]).
+//! down in order), and the client subcommands ([`client`], [`mod@bench`]).
 
 pub mod bench;
 pub mod cli;
