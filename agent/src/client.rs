@@ -106,7 +106,7 @@ pub struct InfoArgs {
 ///
 /// # Errors
 /// The address is malformed, or nothing answers there within
-/// [`CONNECT_TIMEOUT`]; the message names the address.
+/// the connect timeout (5 s); the message names the address.
 pub async fn connect(args: &ConnectArgs) -> anyhow::Result<LogClient<Channel>> {
     let addr = &args.addr;
     let uri = if addr.contains("://") {
