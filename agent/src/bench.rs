@@ -16,15 +16,13 @@ use anyhow::Context as _;
 use bytes::Bytes;
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
-use proto::v1::log_client::LogClient;
 use proto::v1::{ConsumeRequest, ProduceRequest, Record};
 use serde::Serialize;
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 use tokio_stream::wrappers::ReceiverStream;
-use tonic::transport::Channel;
 
-use crate::client::{ConnectArgs, connect, status_error};
+use crate::client::{Client, ConnectArgs, connect, status_error};
 
 /// Distinct value start positions in the payload pattern; prime, so record
 /// values do not line up with power-of-two sizes.
@@ -102,7 +100,7 @@ struct ProduceReport {
 
 /// Produces records `first..first + count` over one stream.
 async fn produce_stream(
-    mut client: LogClient<Channel>,
+    mut client: Client,
     first: u64,
     count: u64,
     window: usize,
@@ -179,7 +177,7 @@ struct ConsumeReport {
 
 /// Reads offsets `from..from + count` over one stream.
 async fn consume_slice(
-    mut client: LogClient<Channel>,
+    mut client: Client,
     from: u64,
     count: u64,
     progress: ProgressBar,

@@ -53,6 +53,9 @@ pub struct AgentArgs {
     /// gRPC + HTTP address, HOST:PORT (port 0 picks a free port).
     #[arg(long, value_name = "HOST:PORT")]
     pub rpc_addr: Option<String>,
+    /// Separate plaintext address for health and /metrics only.
+    #[arg(long, value_name = "HOST:PORT")]
+    pub metrics_addr: Option<String>,
     /// This node's name.
     #[arg(long)]
     pub node_name: Option<String>,
@@ -65,6 +68,12 @@ pub struct AgentArgs {
     /// Log filter: a level or tracing directives.
     #[arg(long, value_name = "FILTER")]
     pub log_level: Option<String>,
+    /// OTLP/gRPC collector for trace spans, http://HOST:PORT (empty: off).
+    #[arg(long, value_name = "URL")]
+    pub otlp_endpoint: Option<String>,
+    /// Fraction of new traces exported, 0.0 to 1.0.
+    #[arg(long, value_name = "RATIO")]
+    pub otlp_sampling_ratio: Option<f64>,
 }
 
 impl AgentArgs {
@@ -72,9 +81,12 @@ impl AgentArgs {
         FlagOverrides {
             data_dir: self.data_dir.clone(),
             rpc_addr: self.rpc_addr.clone(),
+            metrics_addr: self.metrics_addr.clone(),
             node_name: self.node_name.clone(),
             log_format: self.log_format,
             log_level: self.log_level.clone(),
+            otlp_endpoint: self.otlp_endpoint.clone(),
+            otlp_sampling_ratio: self.otlp_sampling_ratio,
             log: self.fsync.map(|fsync| FsyncOverride { fsync }),
         }
     }

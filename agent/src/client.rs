@@ -13,6 +13,8 @@ use base64::Engine as _;
 use bytes::Bytes;
 use clap::{Args, ValueEnum};
 use futures_util::FutureExt as _;
+use opentelemetry::trace::{SpanId, TraceId};
+use opentelemetry_sdk::trace::{IdGenerator as _, RandomIdGenerator};
 use proto::v1::log_client::LogClient;
 use proto::v1::{
     ConsumeBatchRequest, ConsumeRequest, GetLogInfoRequest, GetServersRequest, ProduceBatchRequest,
@@ -21,6 +23,9 @@ use proto::v1::{
 use serde::Serialize;
 use tokio::sync::{mpsc, oneshot};
 use tokio_stream::wrappers::ReceiverStream;
+use tonic::metadata::{Ascii, MetadataValue};
+use tonic::service::Interceptor;
+use tonic::service::interceptor::InterceptedService;
 use tonic::transport::{Channel, Endpoint};
 
 /// Longest a connection attempt may take: long enough for a busy node,
@@ -98,16 +103,61 @@ pub struct InfoArgs {
     pub json: bool,
 }
 
+/// A connection to one node; every request carries the connection's
+/// [`TraceParent`].
+pub type Client = LogClient<InterceptedService<Channel, TraceParent>>;
+
+/// Sends a W3C `traceparent` on every request: a fresh random trace (and
+/// parent span) id per connection, marked sampled, so a node that exports
+/// spans records one command's requests as one trace.
+#[derive(Debug, Clone)]
+pub struct TraceParent {
+    trace_id: TraceId,
+    header: MetadataValue<Ascii>,
+}
+
+impl TraceParent {
+    /// A new random trace.
+    pub fn random() -> Self {
+        let ids = RandomIdGenerator::default();
+        Self::new(ids.new_trace_id(), ids.new_span_id())
+    }
+
+    fn new(trace_id: TraceId, span_id: SpanId) -> Self {
+        let text = format!("00-{trace_id}-{span_id}-01");
+        // Hex digits and dashes are always valid metadata.
+        let header = MetadataValue::try_from(text.as_str()).expect("ASCII traceparent");
+        Self { trace_id, header }
+    }
+
+    /// The trace id, as 32 hex digits (as the node logs it).
+    pub fn trace_id(&self) -> String {
+        self.trace_id.to_string()
+    }
+}
+
+impl Interceptor for TraceParent {
+    fn call(
+        &mut self,
+        mut request: tonic::Request<()>,
+    ) -> Result<tonic::Request<()>, tonic::Status> {
+        request
+            .metadata_mut()
+            .insert("traceparent", self.header.clone());
+        Ok(request)
+    }
+}
+
 /// Connects to the node at `args.addr` (a `HOST:PORT`, or a full
-/// `http://` URL).
+/// `http://` URL); requests carry a new random [`TraceParent`].
 ///
-/// Each call opens its own HTTP/2 connection, so callers that want several
-/// connections (bench) call it several times.
+/// Each call opens its own HTTP/2 connection (and trace), so callers that
+/// want several connections (bench) call it several times.
 ///
 /// # Errors
 /// The address is malformed, or nothing answers there within
 /// the connect timeout (5 s); the message names the address.
-pub async fn connect(args: &ConnectArgs) -> anyhow::Result<LogClient<Channel>> {
+pub async fn connect(args: &ConnectArgs) -> anyhow::Result<Client> {
     let addr = &args.addr;
     let uri = if addr.contains("://") {
         addr.clone()
@@ -125,7 +175,9 @@ pub async fn connect(args: &ConnectArgs) -> anyhow::Result<LogClient<Channel>> {
         }
         Err(_) => anyhow::bail!("cannot connect to {addr}: no answer within {CONNECT_TIMEOUT:?}"),
     };
-    Ok(LogClient::new(channel)
+    let trace = TraceParent::random();
+    tracing::debug!(trace_id = %trace.trace_id(), addr = %addr, "connected");
+    Ok(LogClient::with_interceptor(channel, trace)
         .max_decoding_message_size(MESSAGE_BYTES_MAX)
         .max_encoding_message_size(MESSAGE_BYTES_MAX))
 }
@@ -211,7 +263,7 @@ pub async fn produce(args: ProduceArgs) -> anyhow::Result<()> {
 
 /// Appends `values` as one batch: dense offsets, one round trip.
 async fn produce_values(
-    client: &mut LogClient<Channel>,
+    client: &mut Client,
     values: Vec<String>,
     out: &mut impl Write,
 ) -> anyhow::Result<()> {
@@ -235,10 +287,7 @@ async fn produce_values(
 
 /// Streams stdin lines over one `ProduceStream`: a reader thread feeds the
 /// request stream while this task prints offsets as they come back.
-async fn produce_stdin(
-    client: &mut LogClient<Channel>,
-    out: &mut impl Write,
-) -> anyhow::Result<()> {
+async fn produce_stdin(client: &mut Client, out: &mut impl Write) -> anyhow::Result<()> {
     let (requests, requests_rx) = mpsc::channel(STDIN_QUEUE_RECORDS);
     let (read_done, read_result) = oneshot::channel();
     // A plain thread, not `spawn_blocking`: a read blocked on an idle stdin
@@ -409,7 +458,7 @@ pub async fn consume(args: ConsumeArgs) -> anyhow::Result<()> {
 
 /// Reads `[from, end)` (at most `limit` records) in `ConsumeBatch` pages.
 async fn consume_pages(
-    client: &mut LogClient<Channel>,
+    client: &mut Client,
     from: u64,
     end: u64,
     limit: u64,
@@ -457,7 +506,7 @@ async fn consume_pages(
 /// Reads from `from` with `ConsumeStream`, following the tail until `limit`
 /// records or Ctrl-C.
 async fn consume_follow(
-    client: &mut LogClient<Channel>,
+    client: &mut Client,
     from: u64,
     limit: u64,
     format: OutputFormat,
@@ -654,6 +703,24 @@ mod tests {
         assert_eq!(
             out,
             b"{\"offset\":3,\"timestampMs\":7,\"value\":\"aGk=\"}\n"
+        );
+    }
+
+    #[test]
+    fn every_request_carries_the_connections_traceparent() {
+        let mut trace = TraceParent::new(
+            TraceId::from(0x4bf9_2f35_77b3_4da6_a3ce_929d_0e0e_4736),
+            SpanId::from(0x00f0_67aa_0ba9_02b7),
+        );
+        let request = trace.call(tonic::Request::new(())).expect("interceptor");
+        assert_eq!(
+            request.metadata().get("traceparent").expect("traceparent"),
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+        );
+        assert_eq!(trace.trace_id(), "4bf92f3577b34da6a3ce929d0e0e4736");
+        assert_ne!(
+            TraceParent::random().trace_id(),
+            TraceParent::random().trace_id()
         );
     }
 

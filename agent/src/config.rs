@@ -105,7 +105,7 @@ impl Default for ServerSection {
 }
 
 /// Everything `proglog agent` is configured with.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct AgentConfig {
     /// This node's name; its id in the cluster.
@@ -114,11 +114,20 @@ pub struct AgentConfig {
     pub data_dir: PathBuf,
     /// Address of the gRPC + HTTP port.
     pub rpc_addr: String,
+    /// Optional plaintext address serving only health and `/metrics`
+    /// (empty: off; `/metrics` is on `rpc_addr` either way).
+    pub metrics_addr: String,
     /// `pretty` or `json`.
     pub log_format: LogFormat,
     /// A tracing filter: a level (`info`) or directives
     /// (`info,log_core=debug`). `RUST_LOG`, when set, wins.
     pub log_level: String,
+    /// OTLP/gRPC collector that receives trace spans, an `http://HOST:PORT`
+    /// URL; empty: no tracing export at all.
+    pub otlp_endpoint: String,
+    /// Fraction of new traces exported, 0.0 to 1.0; a request that carries
+    /// a sampled `traceparent` is exported whatever the ratio.
+    pub otlp_sampling_ratio: f64,
     /// The storage engine.
     pub log: LogSection,
     /// The API layer.
@@ -131,8 +140,11 @@ impl Default for AgentConfig {
             node_name: "proglog-0".into(),
             data_dir: PathBuf::from("proglog-data"),
             rpc_addr: "127.0.0.1:8400".into(),
+            metrics_addr: String::new(),
             log_format: LogFormat::Pretty,
             log_level: "info".into(),
+            otlp_endpoint: String::new(),
+            otlp_sampling_ratio: 1.0,
             log: LogSection::default(),
             server: ServerSection::default(),
         }
@@ -148,6 +160,9 @@ pub struct FlagOverrides {
     /// `--rpc-addr`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub rpc_addr: Option<String>,
+    /// `--metrics-addr`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub metrics_addr: Option<String>,
     /// `--node-name`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub node_name: Option<String>,
@@ -157,6 +172,12 @@ pub struct FlagOverrides {
     /// `--log-level`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub log_level: Option<String>,
+    /// `--otlp-endpoint`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub otlp_endpoint: Option<String>,
+    /// `--otlp-sampling-ratio`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub otlp_sampling_ratio: Option<f64>,
     /// `--fsync`, into `[log]`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub log: Option<FsyncOverride>,
@@ -213,8 +234,30 @@ impl AgentConfig {
                 self.rpc_addr
             )));
         }
+        if !self.metrics_addr.is_empty() && self.metrics_addr.parse::<SocketAddr>().is_err() {
+            return Err(ConfigError(format!(
+                "metrics_addr: {:?} is not an IP:PORT address (or empty for off)",
+                self.metrics_addr
+            )));
+        }
         if let Err(e) = tracing_subscriber::EnvFilter::try_new(&self.log_level) {
             return Err(ConfigError(format!("log_level: {e}")));
+        }
+        // Plaintext only until the exporter gets TLS.
+        let endpoint = &self.otlp_endpoint;
+        if !endpoint.is_empty()
+            && (!endpoint.starts_with("http://")
+                || tonic::transport::Endpoint::from_shared(endpoint.clone()).is_err())
+        {
+            return Err(ConfigError(format!(
+                "otlp_endpoint: {endpoint:?} is not an http://HOST:PORT URL (or empty for off)"
+            )));
+        }
+        if !(0.0..=1.0).contains(&self.otlp_sampling_ratio) {
+            return Err(ConfigError(format!(
+                "otlp_sampling_ratio: {} is not between 0.0 and 1.0",
+                self.otlp_sampling_ratio
+            )));
         }
         self.log_config()
             .validate()
@@ -353,6 +396,9 @@ mod tests {
             ("rpc_addr = \"nowhere\"\n", "rpc_addr"),
             ("[server]\nunknown_key = 1\n", "server"),
             ("log_level = \"[[[\"\n", "log_level"),
+            ("otlp_endpoint = \"127.0.0.1:4317\"\n", "otlp_endpoint"),
+            ("otlp_sampling_ratio = 1.5\n", "otlp_sampling_ratio"),
+            ("otlp_sampling_ratio = -0.1\n", "otlp_sampling_ratio"),
             (
                 "[server]\ngrpc_message_bytes_max = 2000\n",
                 "server.grpc_message_bytes_max",

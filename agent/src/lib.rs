@@ -3,10 +3,13 @@
 //! This crate owns the `proglog` binary (the workspace's only `main.rs`):
 //! layered configuration ([`config`]: defaults, TOML file, `PROGLOG_*`
 //! environment, flags), running a node ([`node`]: open the log, serve, shut
-//! down in order), and the client subcommands ([`client`], [`mod@bench`]).
+//! down in order), logs and traces ([`telemetry`]), and the client
+//! subcommands ([`client`], [`mod@bench`]).
 
 pub mod bench;
 pub mod cli;
 pub mod client;
 pub mod config;
+pub mod metrics;
 pub mod node;
+pub mod telemetry;

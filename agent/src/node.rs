@@ -3,7 +3,8 @@
 //! Shutdown: a signal cancels the root token; the server turns health
 //! NOT_SERVING, stops accepting, ends streams and drains in-flight requests
 //! (bounded); then background tasks stop and the log is flushed and closed,
-//! so the next start needs no recovery.
+//! so the next start needs no recovery; last, queued trace spans are
+//! exported ([`crate::telemetry`]).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -11,42 +12,25 @@ use std::time::Duration;
 use anyhow::Context as _;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
-use tracing_subscriber::EnvFilter;
 
-use crate::config::{AgentConfig, LogFormat};
+use crate::config::AgentConfig;
+use crate::telemetry::Telemetry;
 
 /// How often age-based retention is checked when nothing rolls segments.
 const RETENTION_INTERVAL: Duration = Duration::from_secs(30);
-
-/// Installs the global tracing subscriber for `config`. `RUST_LOG` wins over
-/// the configured filter.
-pub fn init_tracing(config: &AgentConfig) {
-    let filter =
-        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(&config.log_level));
-    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(ansi);
-    let result = match config.log_format {
-        LogFormat::Json => builder.json().flatten_event(true).try_init(),
-        LogFormat::Pretty => builder.try_init(),
-    };
-    if result.is_err() {
-        // Already installed (tests run several nodes in one process).
-    }
-}
 
 /// Runs a node until SIGINT or SIGTERM.
 ///
 /// # Errors
 /// The log cannot be opened, the address cannot be bound, or serving fails.
 pub async fn run(config: AgentConfig) -> anyhow::Result<()> {
-    init_tracing(&config);
+    let telemetry = Telemetry::init(&config)?;
     let shutdown = CancellationToken::new();
     let signals = tokio::spawn(wait_for_signal(shutdown.clone()));
     let result = run_until(config, shutdown.clone()).await;
     signals.abort();
+    // Last, after the log is closed: the shutdown's own spans are exported.
+    drop(telemetry);
     result
 }
 
@@ -121,12 +105,35 @@ pub async fn run_until(config: AgentConfig, shutdown: CancellationToken) -> anyh
 
     let tasks = TaskTracker::new();
     tasks.spawn(enforce_retention(Arc::clone(&log), shutdown.clone()));
+    let handle = crate::metrics::recorder();
+    let render = crate::metrics::render(handle.clone(), Arc::clone(&log), Arc::clone(&commit_log));
+    tasks.spawn(crate::metrics::upkeep(handle, shutdown.clone()));
+    if !config.metrics_addr.is_empty() {
+        let metrics_listener = tokio::net::TcpListener::bind(&config.metrics_addr)
+            .await
+            .with_context(|| format!("binding metrics_addr {}", config.metrics_addr))?;
+        let metrics_addr = metrics_listener.local_addr()?;
+        tracing::info!(addr = %metrics_addr, "serving metrics and health");
+        let (commit_log, render, shutdown) = (
+            Arc::clone(&commit_log),
+            Arc::clone(&render),
+            shutdown.clone(),
+        );
+        tasks.spawn(async move {
+            if let Err(e) =
+                log_server::serve_metrics(metrics_listener, commit_log, render, shutdown).await
+            {
+                tracing::error!(error = %e, "metrics listener failed");
+            }
+        });
+    }
     tasks.close();
     let served = log_server::serve(
         listener,
-        commit_log,
+        Arc::clone(&commit_log),
         config.server_config(),
         shutdown.clone(),
+        Some(render),
     )
     .await;
     shutdown.cancel();

@@ -48,6 +48,10 @@ pub(crate) struct GroupCommit {
     written: Condvar,
     last_sync_ns: AtomicU64,
     sync_count: AtomicU64,
+    /// Records written so far, and as of the last sync (for the
+    /// records-per-fsync histogram).
+    records_written: AtomicU64,
+    records_synced: AtomicU64,
 }
 
 /// Counts an appender in flight until dropped.
@@ -75,6 +79,8 @@ impl GroupCommit {
             written: Condvar::new(),
             last_sync_ns: AtomicU64::new(0),
             sync_count: AtomicU64::new(0),
+            records_written: AtomicU64::new(0),
+            records_synced: AtomicU64::new(0),
         }
     }
 
@@ -85,8 +91,10 @@ impl GroupCommit {
         Appender(self)
     }
 
-    /// Records that append number `sequence` has been written.
-    pub(crate) fn written(&self, sequence: u64) {
+    /// Records that append number `sequence`, of `records` records, has been
+    /// written.
+    pub(crate) fn written(&self, sequence: u64, records: u64) {
+        self.records_written.fetch_add(records, Ordering::Relaxed);
         self.appended.fetch_max(sequence, Ordering::SeqCst);
         if self.gathering.load(Ordering::SeqCst) {
             let _guard = lock(&self.written_lock);
@@ -131,10 +139,22 @@ impl GroupCommit {
             let synced_before = state.synced_sequence;
             drop(state);
             self.gather(synced_before);
+            let records = self.records_written.load(Ordering::Relaxed);
             let started = Instant::now();
             let result = sync();
-            let elapsed = u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX);
-            self.last_sync_ns.store(elapsed, Ordering::Relaxed);
+            let elapsed = started.elapsed();
+            self.last_sync_ns.store(
+                u64::try_from(elapsed.as_nanos()).unwrap_or(u64::MAX),
+                Ordering::Relaxed,
+            );
+            metrics::histogram!("proglog_log_fsync_duration_seconds").record(elapsed.as_secs_f64());
+            if result.is_ok() {
+                let covered =
+                    records.saturating_sub(self.records_synced.swap(records, Ordering::Relaxed));
+                metrics::counter!("proglog_log_fsyncs_total").increment(1);
+                #[allow(clippy::cast_precision_loss)] // a record count, far below 2^52
+                metrics::histogram!("proglog_log_fsync_batch_records").record(covered as f64);
+            }
             state = lock(&self.state);
             state.syncing = false;
             match result {

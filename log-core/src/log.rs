@@ -692,11 +692,12 @@ impl Shared {
                 next: first,
             });
         }
+        let started = std::time::Instant::now();
         let bytes = self.fail_on_error(self.write_locked(&mut writer, first, records))?;
         writer.sequence += 1;
         let sequence = writer.sequence;
         drop(writer);
-        self.group_commit.written(sequence);
+        self.group_commit.written(sequence, records.len() as u64);
         match self.config.fsync {
             FsyncPolicy::Always => self.wait_durable(sequence)?,
             FsyncPolicy::Interval {
@@ -708,6 +709,9 @@ impl Shared {
             }
             FsyncPolicy::Never => {}
         }
+        // Write and, per the policy, sync: what a producer waits for.
+        metrics::histogram!("proglog_log_append_duration_seconds")
+            .record(started.elapsed().as_secs_f64());
         Ok(first)
     }
 

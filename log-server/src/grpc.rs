@@ -68,22 +68,30 @@ impl<L: CommitLog> LogApi for LogService<L> {
         &self,
         request: Request<ProduceRequest>,
     ) -> Result<Response<ProduceResponse>, Status> {
-        let values = values([request.into_inner().record])?;
-        let offset = self.log.append(values).await?;
-        Ok(Response::new(ProduceResponse { offset }))
+        crate::metrics::observe_grpc("Produce", async move {
+            let values = values([request.into_inner().record])?;
+            let offset = self.log.append(values).await?;
+            Ok(Response::new(ProduceResponse { offset }))
+        })
+        .await
     }
 
     async fn produce_batch(
         &self,
         request: Request<ProduceBatchRequest>,
     ) -> Result<Response<ProduceBatchResponse>, Status> {
-        let values = values(request.into_inner().records.into_iter().map(Some))?;
-        let count = values.len() as u64;
-        if count == 0 {
-            return Err(Error::InvalidArgument("a batch needs at least one record".into()).into());
-        }
-        let base_offset = self.log.append(values).await?;
-        Ok(Response::new(ProduceBatchResponse { base_offset, count }))
+        crate::metrics::observe_grpc("ProduceBatch", async move {
+            let values = values(request.into_inner().records.into_iter().map(Some))?;
+            let count = values.len() as u64;
+            if count == 0 {
+                return Err(
+                    Error::InvalidArgument("a batch needs at least one record".into()).into(),
+                );
+            }
+            let base_offset = self.log.append(values).await?;
+            Ok(Response::new(ProduceBatchResponse { base_offset, count }))
+        })
+        .await
     }
 
     type ProduceStreamStream = ResponseStream<ProduceResponse>;
@@ -96,139 +104,152 @@ impl<L: CommitLog> LogApi for LogService<L> {
         &self,
         request: Request<Streaming<ProduceRequest>>,
     ) -> Result<Response<Self::ProduceStreamStream>, Status> {
-        let mut inbound = request.into_inner();
-        let (requests_tx, mut requests) =
-            mpsc::channel::<Result<ProduceRequest, Status>>(self.config.produce_stream_batch_max);
-        let (responses, out) = mpsc::channel(STREAM_BUFFER);
-        let shutdown = self.shutdown.clone();
-        // Reader: keeps pulling requests off the wire while an append runs.
-        tokio::spawn(async move {
-            loop {
-                let next = tokio::select! {
-                    next = inbound.message() => next,
-                    () = shutdown.cancelled() => return,
-                };
-                let item = match next {
-                    Ok(Some(request)) => Ok(request),
-                    Ok(None) => return,
-                    Err(status) => Err(status),
-                };
-                let last = item.is_err();
-                if requests_tx.send(item).await.is_err() || last {
-                    return;
-                }
-            }
-        });
-        let log = Arc::clone(&self.log);
-        let batch_max = self.config.produce_stream_batch_max;
-        let limit = self.log.record_bytes_max();
-        let shutdown = self.shutdown.clone();
-        tokio::spawn(async move {
-            let mut batch = Vec::with_capacity(batch_max);
-            loop {
-                let first = tokio::select! {
-                    first = requests.recv() => first,
-                    () = shutdown.cancelled() => {
-                        let _ = responses.send(Err(shutting_down())).await;
+        crate::metrics::observe_grpc("ProduceStream", async move {
+            let mut inbound = request.into_inner();
+            let (requests_tx, mut requests) = mpsc::channel::<Result<ProduceRequest, Status>>(
+                self.config.produce_stream_batch_max,
+            );
+            let (responses, out) = mpsc::channel(STREAM_BUFFER);
+            let shutdown = self.shutdown.clone();
+            // Reader: keeps pulling requests off the wire while an append runs.
+            crate::trace::spawn(async move {
+                loop {
+                    let next = tokio::select! {
+                        next = inbound.message() => next,
+                        () = shutdown.cancelled() => return,
+                    };
+                    let item = match next {
+                        Ok(Some(request)) => Ok(request),
+                        Ok(None) => return,
+                        Err(status) => Err(status),
+                    };
+                    let last = item.is_err();
+                    if requests_tx.send(item).await.is_err() || last {
                         return;
                     }
-                };
-                let Some(first) = first else { return };
-                batch.clear();
-                batch.push(first);
-                while batch.len() < batch_max {
-                    match requests.try_recv() {
-                        Ok(item) => batch.push(item),
-                        Err(_) => break,
-                    }
                 }
-                // Everything up to the first bad request is appended and
-                // acknowledged; then the stream ends with that request's error.
-                let mut failure = None;
-                let mut good = Vec::with_capacity(batch.len());
-                for item in batch.drain(..) {
-                    let checked = item.and_then(|request| {
-                        let value = request.record.map(|r| r.value).ok_or_else(|| {
-                            Status::from(Error::InvalidArgument("record is required".into()))
-                        })?;
-                        if value.len() as u64 > limit {
-                            return Err(Error::RecordTooLarge {
-                                size: value.len() as u64,
-                                limit,
+            });
+            let log = Arc::clone(&self.log);
+            let batch_max = self.config.produce_stream_batch_max;
+            let limit = self.log.record_bytes_max();
+            let shutdown = self.shutdown.clone();
+            crate::trace::spawn(async move {
+                let _open = crate::metrics::OpenStream::new("produce");
+                let mut batch = Vec::with_capacity(batch_max);
+                loop {
+                    let first = tokio::select! {
+                        first = requests.recv() => first,
+                        () = shutdown.cancelled() => {
+                            let _ = responses.send(Err(shutting_down())).await;
+                            return;
+                        }
+                    };
+                    let Some(first) = first else { return };
+                    batch.clear();
+                    batch.push(first);
+                    while batch.len() < batch_max {
+                        match requests.try_recv() {
+                            Ok(item) => batch.push(item),
+                            Err(_) => break,
+                        }
+                    }
+                    // Everything up to the first bad request is appended and
+                    // acknowledged; then the stream ends with that request's error.
+                    let mut failure = None;
+                    let mut good = Vec::with_capacity(batch.len());
+                    for item in batch.drain(..) {
+                        let checked = item.and_then(|request| {
+                            let value = request.record.map(|r| r.value).ok_or_else(|| {
+                                Status::from(Error::InvalidArgument("record is required".into()))
+                            })?;
+                            if value.len() as u64 > limit {
+                                return Err(Error::RecordTooLarge {
+                                    size: value.len() as u64,
+                                    limit,
+                                }
+                                .into());
                             }
-                            .into());
-                        }
-                        Ok(value.to_vec())
-                    });
-                    match checked {
-                        Ok(value) => good.push(value),
-                        Err(status) => {
-                            failure = Some(status);
-                            break;
+                            Ok(value.to_vec())
+                        });
+                        match checked {
+                            Ok(value) => good.push(value),
+                            Err(status) => {
+                                failure = Some(status);
+                                break;
+                            }
                         }
                     }
-                }
-                if !good.is_empty() {
-                    let count = good.len() as u64;
-                    match log.append(good).await {
-                        Ok(first) => {
-                            for offset in first..first + count {
-                                if responses
-                                    .send(Ok(ProduceResponse { offset }))
-                                    .await
-                                    .is_err()
-                                {
-                                    return;
+                    if !good.is_empty() {
+                        let count = good.len() as u64;
+                        match log.append(good).await {
+                            Ok(first) => {
+                                for offset in first..first + count {
+                                    if responses
+                                        .send(Ok(ProduceResponse { offset }))
+                                        .await
+                                        .is_err()
+                                    {
+                                        return;
+                                    }
                                 }
                             }
+                            Err(error) => failure = Some(error.into()),
                         }
-                        Err(error) => failure = Some(error.into()),
+                    }
+                    if let Some(status) = failure {
+                        let _ = responses.send(Err(status)).await;
+                        return;
                     }
                 }
-                if let Some(status) = failure {
-                    let _ = responses.send(Err(status)).await;
-                    return;
-                }
-            }
-        });
-        Ok(Response::new(Box::pin(ReceiverStream::new(out))))
+            });
+            Ok(Response::new(
+                Box::pin(ReceiverStream::new(out)) as Self::ProduceStreamStream
+            ))
+        })
+        .await
     }
 
     async fn consume(
         &self,
         request: Request<ConsumeRequest>,
     ) -> Result<Response<ConsumeResponse>, Status> {
-        let record = self.log.read(request.into_inner().offset).await?;
-        Ok(Response::new(ConsumeResponse {
-            record: Some(record.into()),
-        }))
+        crate::metrics::observe_grpc("Consume", async move {
+            let record = self.log.read(request.into_inner().offset).await?;
+            Ok(Response::new(ConsumeResponse {
+                record: Some(record.into()),
+            }))
+        })
+        .await
     }
 
     async fn consume_batch(
         &self,
         request: Request<ConsumeBatchRequest>,
     ) -> Result<Response<ConsumeBatchResponse>, Status> {
-        let request = request.into_inner();
-        let records_max = if request.max_records == 0 {
-            self.config.consume_records_default
-        } else {
-            request.max_records
-        };
-        let bytes_max = if request.max_bytes == 0 {
-            self.config.consume_bytes_default
-        } else {
-            request.max_bytes
-        }
-        .min(self.config.batch_bytes_max());
-        let records = self
-            .log
-            .read_batch(request.from_offset, bytes_max, u64::from(records_max))
-            .await?;
-        let next_offset = records.last().map_or(request.from_offset, |r| r.offset + 1);
-        Ok(Response::new(ConsumeBatchResponse {
-            records: records.into_iter().map(Into::into).collect(),
-            next_offset,
-        }))
+        crate::metrics::observe_grpc("ConsumeBatch", async move {
+            let request = request.into_inner();
+            let records_max = if request.max_records == 0 {
+                self.config.consume_records_default
+            } else {
+                request.max_records
+            };
+            let bytes_max = if request.max_bytes == 0 {
+                self.config.consume_bytes_default
+            } else {
+                request.max_bytes
+            }
+            .min(self.config.batch_bytes_max());
+            let records = self
+                .log
+                .read_batch(request.from_offset, bytes_max, u64::from(records_max))
+                .await?;
+            let next_offset = records.last().map_or(request.from_offset, |r| r.offset + 1);
+            Ok(Response::new(ConsumeBatchResponse {
+                records: records.into_iter().map(Into::into).collect(),
+                next_offset,
+            }))
+        })
+        .await
     }
 
     type ConsumeStreamStream = ResponseStream<ConsumeResponse>;
@@ -239,92 +260,102 @@ impl<L: CommitLog> LogApi for LogService<L> {
         &self,
         request: Request<ConsumeRequest>,
     ) -> Result<Response<Self::ConsumeStreamStream>, Status> {
-        let mut offset = request.into_inner().offset;
-        let info = self.log.info();
-        if offset < info.lowest_offset || offset > info.commit_offset {
-            return Err(Error::OutOfRange {
-                offset,
-                lowest: info.lowest_offset,
-                next: info.commit_offset,
+        crate::metrics::observe_grpc("ConsumeStream", async move {
+            let mut offset = request.into_inner().offset;
+            let info = self.log.info();
+            if offset < info.lowest_offset || offset > info.commit_offset {
+                return Err(Error::OutOfRange {
+                    offset,
+                    lowest: info.lowest_offset,
+                    next: info.commit_offset,
+                }
+                .into());
             }
-            .into());
-        }
-        let (responses, out) = mpsc::channel(STREAM_BUFFER);
-        let log = Arc::clone(&self.log);
-        let shutdown = self.shutdown.clone();
-        let bytes_max = self.config.consume_bytes_default;
-        let records_max = u64::from(self.config.consume_records_default);
-        tokio::spawn(async move {
-            let mut commit = log.watch_commit();
-            loop {
-                let committed = *commit.borrow_and_update();
-                if offset < committed {
-                    let records = tokio::select! {
-                        records = log.read_batch(offset, bytes_max, records_max) => records,
-                        () = shutdown.cancelled() => Err(Error::Unavailable("the server is shutting down".into())),
-                    };
-                    match records {
-                        Ok(records) => {
-                            for record in records {
-                                offset = record.offset + 1;
-                                if responses
-                                    .send(Ok(ConsumeResponse {
-                                        record: Some(record.into()),
-                                    }))
-                                    .await
-                                    .is_err()
-                                {
-                                    return;
+            let (responses, out) = mpsc::channel(STREAM_BUFFER);
+            let log = Arc::clone(&self.log);
+            let shutdown = self.shutdown.clone();
+            let bytes_max = self.config.consume_bytes_default;
+            let records_max = u64::from(self.config.consume_records_default);
+            crate::trace::spawn(async move {
+                let _open = crate::metrics::OpenStream::new("consume");
+                let mut commit = log.watch_commit();
+                loop {
+                    let committed = *commit.borrow_and_update();
+                    if offset < committed {
+                        let records = tokio::select! {
+                            records = log.read_batch(offset, bytes_max, records_max) => records,
+                            () = shutdown.cancelled() => Err(Error::Unavailable("the server is shutting down".into())),
+                        };
+                        match records {
+                            Ok(records) => {
+                                for record in records {
+                                    offset = record.offset + 1;
+                                    if responses
+                                        .send(Ok(ConsumeResponse {
+                                            record: Some(record.into()),
+                                        }))
+                                        .await
+                                        .is_err()
+                                    {
+                                        return;
+                                    }
                                 }
                             }
+                            Err(error) => {
+                                let _ = responses.send(Err(error.into())).await;
+                                return;
+                            }
                         }
-                        Err(error) => {
-                            let _ = responses.send(Err(error.into())).await;
+                        continue;
+                    }
+                    tokio::select! {
+                        changed = commit.changed() => if changed.is_err() { return },
+                        () = responses.closed() => return,
+                        () = shutdown.cancelled() => {
+                            let _ = responses.send(Err(shutting_down())).await;
                             return;
                         }
                     }
-                    continue;
                 }
-                tokio::select! {
-                    changed = commit.changed() => if changed.is_err() { return },
-                    () = responses.closed() => return,
-                    () = shutdown.cancelled() => {
-                        let _ = responses.send(Err(shutting_down())).await;
-                        return;
-                    }
-                }
-            }
-        });
-        Ok(Response::new(Box::pin(ReceiverStream::new(out))))
+            });
+            Ok(Response::new(Box::pin(ReceiverStream::new(out)) as Self::ConsumeStreamStream))
+        })
+        .await
     }
 
     async fn get_servers(
         &self,
         _request: Request<GetServersRequest>,
     ) -> Result<Response<GetServersResponse>, Status> {
-        let servers = self
-            .log
-            .servers()
-            .into_iter()
-            .map(|s| Server {
-                id: s.id,
-                rpc_addr: s.rpc_addr,
-                is_leader: s.is_leader,
-            })
-            .collect();
-        Ok(Response::new(GetServersResponse { servers }))
+        crate::metrics::observe_grpc("GetServers", async move {
+            let servers = self
+                .log
+                .servers()
+                .into_iter()
+                .map(|s| Server {
+                    id: s.id,
+                    rpc_addr: s.rpc_addr,
+                    is_leader: s.is_leader,
+                })
+                .collect();
+            Ok(Response::new(GetServersResponse { servers }))
+        })
+        .await
     }
 
     async fn get_log_info(
         &self,
         _request: Request<GetLogInfoRequest>,
     ) -> Result<Response<GetLogInfoResponse>, Status> {
-        let info = self.log.info();
-        Ok(Response::new(GetLogInfoResponse {
-            lowest_offset: info.lowest_offset,
-            highest_offset: info.highest_offset(),
-            next_offset: info.next_offset,
-            commit_offset: info.commit_offset,
-        }))
+        crate::metrics::observe_grpc("GetLogInfo", async move {
+            let info = self.log.info();
+            Ok(Response::new(GetLogInfoResponse {
+                lowest_offset: info.lowest_offset,
+                highest_offset: info.highest_offset(),
+                next_offset: info.next_offset,
+                commit_offset: info.commit_offset,
+            }))
+        })
+        .await
     }
 }

@@ -53,6 +53,7 @@ pub fn router<L: CommitLog>(
             get(|| async { Json(serde_json::json!({ "status": "ok" })) }),
         )
         .route("/readyz", get(ready::<L>))
+        .route_layer(axum::middleware::from_fn(crate::metrics::observe_http))
         .layer(DefaultBodyLimit::max(body_limit))
         .with_state(state)
 }
@@ -285,7 +286,8 @@ async fn follow<L: CommitLog>(
         .into_response();
     }
     let (lines, body) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(64);
-    tokio::spawn(async move {
+    crate::trace::spawn(async move {
+        let _open = crate::metrics::OpenStream::new("http_follow");
         let mut offset = from;
         let mut commit = state.log.watch_commit();
         loop {

@@ -15,7 +15,7 @@
 //! let addr = listener.local_addr()?.to_string();
 //! let commit_log = Arc::new(log_server::LocalLog::new(Arc::new(log), "node-1", &addr, 65_536));
 //! let shutdown = tokio_util::sync::CancellationToken::new();
-//! log_server::serve(listener, commit_log, log_server::ServerConfig::default(), shutdown).await?;
+//! log_server::serve(listener, commit_log, log_server::ServerConfig::default(), shutdown, None).await?;
 //! # Ok(())
 //! # }
 //! ```
@@ -26,7 +26,9 @@ pub mod error;
 mod grpc;
 mod http;
 mod local;
+pub mod metrics;
 mod server;
+mod trace;
 
 pub use commit_log::{CommitLog, LogInfo, ServerInfo};
 pub use config::ServerConfig;
@@ -34,4 +36,5 @@ pub use error::{Error, Result};
 pub use grpc::LogService;
 pub use http::router as http_router;
 pub use local::LocalLog;
-pub use server::serve;
+pub use metrics::{Instrumented, MetricsRender};
+pub use server::{serve, serve_metrics};

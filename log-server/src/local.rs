@@ -54,10 +54,19 @@ impl LocalLog {
     }
 }
 
+/// A count or offset as a span field. OpenTelemetry integers are signed, and
+/// tracing-opentelemetry would export unsigned fields as strings.
+fn attribute(value: impl TryInto<i64>) -> i64 {
+    value.try_into().unwrap_or(i64::MAX)
+}
+
+/// Runs `work` on the blocking pool inside the current span, so anything
+/// log-core traces there belongs to the request.
 async fn blocking<T: Send + 'static>(
     work: impl FnOnce() -> log_core::Result<T> + Send + 'static,
 ) -> Result<T> {
-    match tokio::task::spawn_blocking(work).await {
+    let span = tracing::Span::current();
+    match tokio::task::spawn_blocking(move || span.in_scope(work)).await {
         Ok(result) => result.map_err(Error::from),
         Err(e) => {
             tracing::error!(error = %e, "a blocking log task failed");
@@ -66,7 +75,18 @@ async fn blocking<T: Send + 'static>(
     }
 }
 
+// Debug-level spans: off in info logs, exported as children of the request
+// span when OTLP is on (see the agent's telemetry filter).
 impl CommitLog for LocalLog {
+    #[tracing::instrument(
+        level = "debug",
+        name = "append",
+        skip_all,
+        fields(
+            records = attribute(values.len()),
+            bytes = attribute(values.iter().map(Vec::len).sum::<usize>()),
+        )
+    )]
     async fn append(&self, values: Vec<Vec<u8>>) -> Result<u64> {
         let count = u32::try_from(values.len()).unwrap_or(u32::MAX);
         if count > self.in_flight_max {
@@ -119,6 +139,7 @@ impl CommitLog for LocalLog {
         Ok(first)
     }
 
+    #[tracing::instrument(level = "debug", name = "read", skip_all, fields(offset = attribute(offset)))]
     async fn read(&self, offset: u64) -> Result<Record> {
         if offset >= self.commit_offset() {
             return Err(self.out_of_range(offset));
@@ -127,6 +148,12 @@ impl CommitLog for LocalLog {
         blocking(move || log.read(offset)).await
     }
 
+    #[tracing::instrument(
+        level = "debug",
+        name = "read_batch",
+        skip_all,
+        fields(from = attribute(from), records_max = attribute(records_max))
+    )]
     async fn read_batch(&self, from: u64, bytes_max: u64, records_max: u64) -> Result<Vec<Record>> {
         let commit = self.commit_offset();
         if from > commit || from < self.log.lowest_offset() {

@@ -1,26 +1,36 @@
 //! One listener, both protocols: gRPC (with health and reflection) and
-//! HTTP/JSON, and the bounded graceful shutdown.
+//! HTTP/JSON, the optional separate metrics/health listener, and the bounded
+//! graceful shutdown.
 
 use std::sync::Arc;
 use std::time::Duration;
 
+use axum::Router;
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+use axum::routing::get;
 use proto::v1::log_server::LogServer;
 use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::commit_log::CommitLog;
 use crate::config::ServerConfig;
 use crate::grpc::LogService;
+use crate::metrics::{Instrumented, MetricsRender};
 
 /// How often the gRPC health status follows the log's readiness.
 const HEALTH_REFRESH: Duration = Duration::from_secs(1);
+/// The service name health reports, as clients and probes ask for it.
+const LOG_SERVICE_NAME: &str = "proglog.v1.Log";
 
-/// Serves gRPC and HTTP on `listener` until `shutdown` is cancelled.
+/// Serves gRPC and HTTP on `listener` until `shutdown` is cancelled, with
+/// `GET /metrics` when `metrics` is given.
 ///
-/// Shutdown order: health turns NOT_SERVING and `/readyz` 503, streams end
-/// with `UNAVAILABLE`, in-flight requests get `drain_timeout_ms` to finish,
-/// then remaining connections are dropped. The caller closes the log after
-/// this returns.
+/// Shutdown order: health turns NOT_SERVING and `/readyz` 503, then the
+/// listener stops accepting, streams end with `UNAVAILABLE`, in-flight
+/// requests get `drain_timeout_ms` to finish, and remaining connections are
+/// dropped. The caller closes the log after this returns.
 ///
 /// # Errors
 /// An I/O error from the listener, or building reflection.
@@ -29,9 +39,10 @@ pub async fn serve<L: CommitLog>(
     log: Arc<L>,
     config: ServerConfig,
     shutdown: CancellationToken,
+    metrics: Option<MetricsRender>,
 ) -> std::io::Result<()> {
-    let (health, health_service) = tonic_health::server::health_reporter();
-    health.set_serving::<LogServer<LogService<L>>>().await;
+    let log = Arc::new(Instrumented(log));
+    let (health_service, health_task) = health(Arc::clone(&log), shutdown.clone()).await;
     let reflection_v1 = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(proto::FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
@@ -54,38 +65,137 @@ pub async fn serve<L: CommitLog>(
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
         .into_axum_router();
-    let app = grpc.merge(crate::http::router(
+    let mut app = grpc.merge(crate::http::router(
         Arc::clone(&log),
         config.clone(),
         shutdown.clone(),
     ));
+    if let Some(render) = metrics {
+        app = app.merge(metrics_route(render));
+    }
+    let app = app.layer(axum::middleware::from_fn(crate::trace::trace_request));
+    run(
+        listener,
+        app,
+        shutdown,
+        health_task,
+        config.drain_timeout_ms,
+    )
+    .await
+}
 
-    // Health follows readiness, and turns NOT_SERVING first on shutdown.
-    let health_task = {
+/// Serves only health (gRPC `grpc.health.v1` and HTTP `/healthz`,
+/// `/readyz`) and `GET /metrics` on a separate plaintext listener, for
+/// probes and scrapers that cannot present client certificates. Nothing else
+/// is exposed there.
+///
+/// # Errors
+/// An I/O error from the listener.
+pub async fn serve_metrics<L: CommitLog>(
+    listener: TcpListener,
+    log: Arc<L>,
+    render: MetricsRender,
+    shutdown: CancellationToken,
+) -> std::io::Result<()> {
+    let (health_service, health_task) = health(Arc::clone(&log), shutdown.clone()).await;
+    let ready = {
         let (log, shutdown) = (Arc::clone(&log), shutdown.clone());
-        tokio::spawn(async move {
-            let mut serving = true;
-            loop {
-                tokio::select! {
-                    () = tokio::time::sleep(HEALTH_REFRESH) => {}
-                    () = shutdown.cancelled() => break,
-                }
-                if log.is_ready() != serving {
-                    serving = !serving;
-                    if serving {
-                        health.set_serving::<LogServer<LogService<L>>>().await;
-                    } else {
-                        health.set_not_serving::<LogServer<LogService<L>>>().await;
-                    }
+        move || {
+            let (log, shutdown) = (Arc::clone(&log), shutdown.clone());
+            async move {
+                if shutdown.is_cancelled() || !log.is_ready() {
+                    (StatusCode::SERVICE_UNAVAILABLE, "not ready\n")
+                } else {
+                    (StatusCode::OK, "ready\n")
                 }
             }
-            health.set_not_serving::<LogServer<LogService<L>>>().await;
-            health
-                .set_service_status("", tonic_health::ServingStatus::NotServing)
-                .await;
-        })
+        }
     };
+    let app = tonic::service::Routes::new(health_service)
+        .into_axum_router()
+        .merge(metrics_route(render))
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(ready))
+        .fallback(unknown_route);
+    run(listener, app, shutdown, health_task, 1_000).await
+}
 
+/// Unknown paths: gRPC callers get `UNIMPLEMENTED` as gRPC expects; anyone
+/// else a plain 404 with a JSON body.
+async fn unknown_route(headers: axum::http::HeaderMap) -> axum::response::Response {
+    let grpc = headers
+        .get(axum::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/grpc"));
+    if grpc {
+        return tonic::Status::unimplemented("no such method").into_http();
+    }
+    crate::error::http_error(StatusCode::NOT_FOUND, "no such route")
+}
+
+fn metrics_route(render: MetricsRender) -> Router {
+    Router::new().route(
+        "/metrics",
+        get(move || {
+            let render = Arc::clone(&render);
+            async move {
+                (
+                    [(
+                        axum::http::header::CONTENT_TYPE,
+                        "text/plain; version=0.0.4; charset=utf-8",
+                    )],
+                    render(),
+                )
+                    .into_response()
+            }
+        }),
+    )
+}
+
+/// gRPC health for `proglog.v1.Log` and `""`: it follows the log's
+/// readiness and turns NOT_SERVING as soon as `shutdown` is cancelled (the
+/// returned task ends then).
+async fn health<L: CommitLog>(
+    log: Arc<L>,
+    shutdown: CancellationToken,
+) -> (
+    tonic_health::pb::health_server::HealthServer<impl tonic_health::pb::health_server::Health>,
+    JoinHandle<()>,
+) {
+    use tonic_health::ServingStatus::{NotServing, Serving};
+    let (reporter, service) = tonic_health::server::health_reporter();
+    reporter.set_service_status(LOG_SERVICE_NAME, Serving).await;
+    let task = tokio::spawn(async move {
+        let mut serving = true;
+        loop {
+            tokio::select! {
+                () = tokio::time::sleep(HEALTH_REFRESH) => {}
+                () = shutdown.cancelled() => break,
+            }
+            if log.is_ready() != serving {
+                serving = !serving;
+                let status = if serving { Serving } else { NotServing };
+                reporter.set_service_status(LOG_SERVICE_NAME, status).await;
+                reporter.set_service_status("", status).await;
+            }
+        }
+        reporter
+            .set_service_status(LOG_SERVICE_NAME, NotServing)
+            .await;
+        reporter.set_service_status("", NotServing).await;
+    });
+    (service, task)
+}
+
+/// Serves `app` until `shutdown`; then waits for health to turn
+/// NOT_SERVING, stops accepting and drains for at most `drain_ms`.
+async fn run(
+    listener: TcpListener,
+    app: Router,
+    shutdown: CancellationToken,
+    health_task: JoinHandle<()>,
+    drain_ms: u64,
+) -> std::io::Result<()> {
     // Small responses (acks, health) must leave at once: with Nagle's
     // algorithm and the peer's delayed ACKs they would wait ~40 ms each.
     let listener = axum::serve::ListenerExt::tap_io(listener, |tcp: &mut tokio::net::TcpStream| {
@@ -95,7 +205,6 @@ pub async fn serve<L: CommitLog>(
     });
     // Accepting stops only after health has turned NOT_SERVING.
     let stop_accepting = CancellationToken::new();
-    let drain = Duration::from_millis(config.drain_timeout_ms);
     let server =
         axum::serve(listener, app).with_graceful_shutdown(stop_accepting.clone().cancelled_owned());
     let mut server = tokio::spawn(async move { server.await });
@@ -105,12 +214,12 @@ pub async fn serve<L: CommitLog>(
     }
     let _ = health_task.await;
     stop_accepting.cancel();
-    match tokio::time::timeout(drain, &mut server).await {
+    match tokio::time::timeout(Duration::from_millis(drain_ms), &mut server).await {
         Ok(result) => result.map_err(std::io::Error::other)?,
         Err(_) => {
             server.abort();
             tracing::warn!(
-                drain_timeout_ms = config.drain_timeout_ms,
+                drain_timeout_ms = drain_ms,
                 "drain timed out; dropped remaining connections"
             );
             Ok(())

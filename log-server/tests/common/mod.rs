@@ -68,6 +68,7 @@ impl TestServer {
             commit_log,
             config,
             shutdown.clone(),
+            None,
         ));
         Self {
             addr,
