@@ -17,7 +17,7 @@ use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use tokio_util::sync::CancellationToken;
 
 /// The git commit the binary was built from.
-pub const GIT_COMMIT: &str = env!("PROGLOG_GIT_COMMIT");
+pub const GIT_COMMIT: &str = env!("BUILD_GIT_COMMIT");
 
 /// Latency buckets, seconds: 50 µs to 10 s.
 const SECONDS_BUCKETS: &[f64] = &[

@@ -30,7 +30,7 @@ pub async fn run(config: AgentConfig) -> anyhow::Result<()> {
     let result = run_until(config, shutdown.clone()).await;
     signals.abort();
     // Last, after the log is closed: the shutdown's own spans are exported.
-    drop(telemetry);
+    telemetry.shutdown().await;
     result
 }
 
