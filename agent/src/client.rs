@@ -182,37 +182,13 @@ pub async fn connect(args: &ConnectArgs) -> anyhow::Result<Client> {
         .max_encoding_message_size(MESSAGE_BYTES_MAX))
 }
 
-/// The canonical name of a gRPC code, as in the `.proto` comments.
-fn code_name(code: tonic::Code) -> &'static str {
-    use tonic::Code;
-    match code {
-        Code::Ok => "OK",
-        Code::Cancelled => "CANCELLED",
-        Code::Unknown => "UNKNOWN",
-        Code::InvalidArgument => "INVALID_ARGUMENT",
-        Code::DeadlineExceeded => "DEADLINE_EXCEEDED",
-        Code::NotFound => "NOT_FOUND",
-        Code::AlreadyExists => "ALREADY_EXISTS",
-        Code::PermissionDenied => "PERMISSION_DENIED",
-        Code::ResourceExhausted => "RESOURCE_EXHAUSTED",
-        Code::FailedPrecondition => "FAILED_PRECONDITION",
-        Code::Aborted => "ABORTED",
-        Code::OutOfRange => "OUT_OF_RANGE",
-        Code::Unimplemented => "UNIMPLEMENTED",
-        Code::Internal => "INTERNAL",
-        Code::Unavailable => "UNAVAILABLE",
-        Code::DataLoss => "DATA_LOSS",
-        Code::Unauthenticated => "UNAUTHENTICATED",
-    }
-}
-
 /// A gRPC status as `CODE: message`, followed by the transport's cause when
 /// the status came from the connection rather than the server.
 ///
 /// tonic's own `Display` also prints details and metadata, which is noise
 /// on a terminal.
 pub fn status_error(status: tonic::Status) -> anyhow::Error {
-    let code = code_name(status.code());
+    let code = proto::code_name(status.code());
     match std::error::Error::source(&status) {
         Some(cause) => anyhow::anyhow!("{code}: {}: {}", status.message(), chain(cause)),
         None => anyhow::anyhow!("{code}: {}", status.message()),
