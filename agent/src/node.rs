@@ -134,6 +134,7 @@ pub async fn run_until(config: AgentConfig, shutdown: CancellationToken) -> anyh
         config.server_config(),
         shutdown.clone(),
         Some(render),
+        log_server::Access::open(),
     )
     .await;
     shutdown.cancel();

@@ -15,11 +15,12 @@
 //! let addr = listener.local_addr()?.to_string();
 //! let commit_log = Arc::new(log_server::LocalLog::new(Arc::new(log), "node-1", &addr, 65_536));
 //! let shutdown = tokio_util::sync::CancellationToken::new();
-//! log_server::serve(listener, commit_log, log_server::ServerConfig::default(), shutdown, None).await?;
+//! log_server::serve(listener, commit_log, log_server::ServerConfig::default(), shutdown, None, log_server::Access::open()).await?;
 //! # Ok(())
 //! # }
 //! ```
 
+pub mod access;
 mod commit_log;
 mod config;
 pub mod error;
@@ -29,7 +30,9 @@ mod local;
 pub mod metrics;
 mod server;
 mod trace;
+pub mod transport;
 
+pub use access::{Access, AccessPolicy, Action, AllowAll};
 pub use commit_log::{CommitLog, LogInfo, ServerInfo};
 pub use config::ServerConfig;
 pub use error::{Error, Result};
@@ -38,3 +41,4 @@ pub use http::router as http_router;
 pub use local::LocalLog;
 pub use metrics::{Instrumented, MetricsRender};
 pub use server::{serve, serve_metrics};
+pub use transport::{Caller, Handshake, Plaintext};

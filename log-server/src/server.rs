@@ -14,10 +14,12 @@ use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+use crate::access::Access;
 use crate::commit_log::CommitLog;
 use crate::config::ServerConfig;
 use crate::grpc::LogService;
 use crate::metrics::{Instrumented, MetricsRender};
+use crate::transport::{Caller, Incoming, Plaintext};
 
 /// How often the gRPC health status follows the log's readiness.
 const HEALTH_REFRESH: Duration = Duration::from_secs(1);
@@ -40,6 +42,7 @@ pub async fn serve<L: CommitLog>(
     config: ServerConfig,
     shutdown: CancellationToken,
     metrics: Option<MetricsRender>,
+    access: Access,
 ) -> std::io::Result<()> {
     let log = Arc::new(Instrumented(log));
     let (health_service, health_task) = health(Arc::clone(&log), shutdown.clone()).await;
@@ -73,7 +76,15 @@ pub async fn serve<L: CommitLog>(
     if let Some(render) = metrics {
         app = app.merge(metrics_route(render));
     }
-    let app = app.layer(axum::middleware::from_fn(crate::trace::trace_request));
+    // Outermost first: the request span, then authorization inside it.
+    let app = app
+        .fallback(unknown_route)
+        .layer(axum::middleware::from_fn_with_state(
+            access.policy,
+            crate::access::authorize,
+        ))
+        .layer(axum::middleware::from_fn(crate::trace::trace_request));
+    let listener = Incoming::new(listener, access.handshake)?;
     run(
         listener,
         app,
@@ -117,6 +128,7 @@ pub async fn serve_metrics<L: CommitLog>(
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(ready))
         .fallback(unknown_route);
+    let listener = Incoming::new(listener, Arc::new(Plaintext))?;
     run(listener, app, shutdown, health_task, 1_000).await
 }
 
@@ -190,23 +202,19 @@ async fn health<L: CommitLog>(
 /// Serves `app` until `shutdown`; then waits for health to turn
 /// NOT_SERVING, stops accepting and drains for at most `drain_ms`.
 async fn run(
-    listener: TcpListener,
+    listener: Incoming,
     app: Router,
     shutdown: CancellationToken,
     health_task: JoinHandle<()>,
     drain_ms: u64,
 ) -> std::io::Result<()> {
-    // Small responses (acks, health) must leave at once: with Nagle's
-    // algorithm and the peer's delayed ACKs they would wait ~40 ms each.
-    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp: &mut tokio::net::TcpStream| {
-        if let Err(e) = tcp.set_nodelay(true) {
-            tracing::warn!(error = %e, "cannot set TCP_NODELAY");
-        }
-    });
     // Accepting stops only after health has turned NOT_SERVING.
     let stop_accepting = CancellationToken::new();
-    let server =
-        axum::serve(listener, app).with_graceful_shutdown(stop_accepting.clone().cancelled_owned());
+    let server = axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<Caller>(),
+    )
+    .with_graceful_shutdown(stop_accepting.clone().cancelled_owned());
     let mut server = tokio::spawn(async move { server.await });
     tokio::select! {
         result = &mut server => return result.map_err(std::io::Error::other)?,

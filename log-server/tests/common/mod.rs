@@ -69,6 +69,7 @@ impl TestServer {
             config,
             shutdown.clone(),
             None,
+            log_server::Access::open(),
         ));
         Self {
             addr,
