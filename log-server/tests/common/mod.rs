@@ -51,6 +51,15 @@ impl TestServer {
         log_config: log_core::Config,
         config: ServerConfig,
     ) -> Self {
+        Self::start_with_access(dir, log_config, config, log_server::Access::open()).await
+    }
+
+    pub async fn start_with_access(
+        dir: &Path,
+        log_config: log_core::Config,
+        config: ServerConfig,
+        access: log_server::Access,
+    ) -> Self {
         let log = Arc::new(log_core::Log::open(dir, log_config).expect("open log"));
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
@@ -69,7 +78,7 @@ impl TestServer {
             config,
             shutdown.clone(),
             None,
-            log_server::Access::open(),
+            access,
         ));
         Self {
             addr,
