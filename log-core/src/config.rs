@@ -19,8 +19,8 @@ pub enum FsyncPolicy {
         bytes: u64,
     },
     /// Never sync explicitly; leave it to the operating system. Records are
-    /// written to the OS when the write buffer fills, on a read of unwritten
-    /// data and on close.
+    /// written to the OS when the write buffer fills and on close (readers
+    /// copy unwritten records from the buffer).
     Never,
 }
 

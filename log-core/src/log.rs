@@ -111,6 +111,10 @@ impl Log {
         let dir = dir.as_ref().to_owned();
         std::fs::create_dir_all(&dir).at(&dir)?;
         sync_dir(&dir)?;
+        // A new directory's entry lives in its parent.
+        if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
+            sync_dir(parent)?;
+        }
         let lock_path = dir.join(LOCK_FILE);
         let lock_file = OpenOptions::new()
             .read(true)
@@ -685,7 +689,7 @@ impl Shared {
         if records.is_empty() {
             return Ok(first);
         }
-        if OFFSET_LIMIT - first < records.len() as u64 {
+        if OFFSET_LIMIT.saturating_sub(first) < records.len() as u64 {
             return Err(Error::OutOfRange {
                 offset: first,
                 lowest: self.lowest_offset.load(Ordering::Acquire),
@@ -876,6 +880,11 @@ impl Shared {
         // Newest first: a crash part-way leaves a log without gaps.
         for segment in &removed {
             segment.remove_files()?;
+        }
+        // The removals are durable before the kept segment shrinks: a crash
+        // must not bring back a removed segment after a cut it follows.
+        if !removed.is_empty() {
+            sync_dir(&self.dir)?;
         }
         keep.truncate_records(keep_below.saturating_sub(keep.base_offset()))?;
         if !Arc::ptr_eq(&keep, &writer.active) {

@@ -29,6 +29,10 @@ pub(crate) enum Recovery {
     ActiveUnclean,
 }
 
+/// The largest payload the frame format can hold. Decoding and recovery use
+/// it rather than the configured record limit, which only governs appends.
+const FRAME_PAYLOAD_LIMIT: u64 = u32::MAX as u64;
+
 /// How much of the store the scanner reads at once.
 const SCAN_CHUNK_BYTES: u64 = 1 << 20;
 /// Old index entries recovery tries when looking for a valid record beyond a
@@ -65,22 +69,16 @@ impl Segment {
         let index = Index::rebuild(&index_path(dir, base_offset), config.index_entries_max, &[])?;
         // The index needs no sync: it is rebuilt from the store if lost.
         store.file().sync_all().at(store.path())?;
-        Ok(Self::assemble(base_offset, store, index, 0, config))
+        Ok(Self::assemble(base_offset, store, index, 0))
     }
 
-    fn assemble(
-        base_offset: u64,
-        store: Store,
-        index: Index,
-        newest: u64,
-        config: &Config,
-    ) -> Self {
+    fn assemble(base_offset: u64, store: Store, index: Index, newest: u64) -> Self {
         Self {
             base_offset,
             store,
             index,
             newest_timestamp_ms: AtomicU64::new(newest),
-            record_bytes_max: config.record_bytes_max,
+            record_bytes_max: FRAME_PAYLOAD_LIMIT,
         }
     }
 
@@ -106,7 +104,9 @@ impl Segment {
             ));
         }
         let old_entries = read_entries(&index_path)?;
-        let max = config.record_bytes_max;
+        // The format's limit, not the config's: a log written with a larger
+        // record limit must still recover whole after the limit is lowered.
+        let max = FRAME_PAYLOAD_LIMIT;
         let active_capacity = config.index_entries_max;
         let (index, newest) = match recovery {
             Recovery::Sealed | Recovery::ActiveClean => {
@@ -148,7 +148,7 @@ impl Segment {
                 )
             }
         };
-        Ok(Self::assemble(base_offset, store, index, newest, config))
+        Ok(Self::assemble(base_offset, store, index, newest))
     }
 
     /// The offset of the segment's first record.
@@ -226,7 +226,7 @@ impl Segment {
                 let header = self.store.read_at(start, FRAME_HEADER_BYTES)?;
                 declared_frame_bytes(&header)
                     .unwrap_or(0)
-                    .min(FRAME_HEADER_BYTES as u64 + self.record_bytes_max)
+                    .min(self.store.size().saturating_sub(start))
             }
         };
         let bytes = self
@@ -265,7 +265,7 @@ impl Segment {
             return Ok(0);
         };
         let start = u64::from(start);
-        let wanted = records_max.min(len - relative);
+        let wanted = records_max.min(len.saturating_sub(relative));
         let end = match self.index.position(relative + wanted) {
             Some(end) => u64::from(end),
             // Read after the index length: the store only ever holds at least
@@ -521,6 +521,22 @@ fn later_valid_record(
             return Ok(Some(at));
         }
     }
+    // Neither the length field nor the old index can be trusted (the index
+    // may be lost with the page cache): search every later byte position for
+    // the next record. The offset field filters candidates before the
+    // checksum, so this is a cheap pass over the tail; a torn write leaves no
+    // later record and costs one pass.
+    let wanted = (expected + 1).to_le_bytes();
+    let mut at = position + 1;
+    while at + FRAME_HEADER_BYTES as u64 <= size {
+        let header = reader.window(at, FRAME_HEADER_BYTES as u64)?;
+        if header[8..16] == wanted
+            && matches!(reader.check(at, max)?, Ok(FrameMeta { offset, .. }) if offset == expected + 1)
+        {
+            return Ok(Some(at));
+        }
+        at += 1;
+    }
     Ok(None)
 }
 
@@ -566,7 +582,11 @@ impl FrameReader<'_> {
         let Some(declared) = self.declared_frame_bytes(position)? else {
             return Ok(Err(FrameError::Incomplete { needed: None }));
         };
-        let wanted = declared.min(FRAME_HEADER_BYTES as u64 + max);
-        Ok(check_frame(self.window(position, wanted)?, max))
+        if position + declared > self.size {
+            return Ok(Err(FrameError::Incomplete {
+                needed: Some(declared),
+            }));
+        }
+        Ok(check_frame(self.window(position, declared)?, max))
     }
 }

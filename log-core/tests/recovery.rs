@@ -346,3 +346,68 @@ fn damaged_indexes_are_rebuilt_and_reads_are_unchanged() {
         }
     }
 }
+
+/// Goal: lowering `record_bytes_max` never makes recovery cut or refuse
+/// records written under the old, larger limit.
+#[test]
+fn a_lowered_record_limit_does_not_cut_older_larger_records() {
+    for clean in [false, true] {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let log = Log::open(
+            dir.path(),
+            Config {
+                record_bytes_max: 1024,
+                segment_bytes_max: 4096,
+                ..config()
+            },
+        )
+        .expect("open");
+        log.append(&Record::new(vec![1; 10])).expect("small");
+        log.append(&Record::new(vec![2; 1000])).expect("large");
+        if clean {
+            log.close().expect("close");
+        }
+        drop(log);
+        let log = Log::open(
+            dir.path(),
+            Config {
+                record_bytes_max: 512,
+                segment_bytes_max: 4096,
+                ..config()
+            },
+        )
+        .expect("reopen");
+        assert_eq!(log.next_offset(), 2, "clean={clean}");
+        assert_eq!(
+            log.read(1).expect("the large record reads").value,
+            vec![2; 1000]
+        );
+        assert!(matches!(
+            log.append(&Record::new(vec![3; 600])),
+            Err(Error::RecordTooLarge { .. })
+        ));
+    }
+}
+
+/// Goal: a damaged length field in the newest segment, with the index lost
+/// (as after a power failure), is corruption, not a torn tail: acknowledged
+/// records after it must not be cut silently.
+#[test]
+fn a_damaged_length_without_an_index_is_refused_not_cut() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    drop(fill(dir.path(), 5)); // no close: recovery scans the store
+    let store = files_with_suffix(dir.path(), ".store")
+        .pop()
+        .expect("store");
+    for index in files_with_suffix(dir.path(), ".index") {
+        fs::remove_file(index).expect("remove index");
+    }
+    let mut bytes = fs::read(&store).expect("read");
+    let position = FRAME_HEADER_BYTES + value(0).len();
+    bytes[position + 1] ^= 0x01; // record 1's length grows by 256
+    fs::write(&store, &bytes).expect("write");
+    match Log::open(dir.path(), config()) {
+        Err(Error::Corrupt { position: at, .. }) => assert_eq!(at, position as u64),
+        other => panic!("expected corruption at {position}, got {other:?}"),
+    }
+}

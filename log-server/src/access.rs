@@ -120,10 +120,10 @@ pub(crate) async fn authorize(
     if let Some(subject) = &caller.subject {
         tracing::Span::current().record("subject", subject.as_str());
     }
-    if let Some(action) = required_action(request.method(), request.uri().path()) {
-        if !policy.allows(&caller, action) {
-            return refuse(&request, &caller, action);
-        }
+    if let Some(action) = required_action(request.method(), request.uri().path())
+        && !policy.allows(&caller, action)
+    {
+        return refuse(&request, &caller, action);
     }
     request.extensions_mut().insert(caller);
     next.run(request).await

@@ -16,8 +16,13 @@ pub struct ServerConfig {
     /// Bytes a consume batch or stream step returns when the client does not
     /// say.
     pub consume_bytes_default: u64,
-    /// Requests a `ProduceStream` batches into one append at most.
+    /// Requests a `ProduceStream` batches into one append at most (and
+    /// queues while an append runs).
     pub produce_stream_batch_max: usize,
+    /// Records one consume batch returns at most, whatever the client asks.
+    pub consume_records_max: u32,
+    /// Records one `ProduceBatch` (or HTTP batch) may carry.
+    pub produce_batch_records_max: usize,
 }
 
 impl Default for ServerConfig {
@@ -28,7 +33,9 @@ impl Default for ServerConfig {
             http_body_bytes_max: 16 << 20,
             consume_records_default: 1000,
             consume_bytes_default: 1 << 20,
-            produce_stream_batch_max: 1024,
+            produce_stream_batch_max: 256,
+            consume_records_max: 10_000,
+            produce_batch_records_max: 65_536,
         }
     }
 }

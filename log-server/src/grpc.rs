@@ -43,6 +43,22 @@ impl<L: CommitLog> LogService<L> {
     }
 }
 
+/// A stream request's value, or the status that ends the stream.
+fn checked_value(request: ProduceRequest, limit: u64) -> Result<Vec<u8>, Status> {
+    let value = request
+        .record
+        .map(|r| r.value)
+        .ok_or_else(|| Status::from(Error::InvalidArgument("record is required".into())))?;
+    if value.len() as u64 > limit {
+        return Err(Error::RecordTooLarge {
+            size: value.len() as u64,
+            limit,
+        }
+        .into());
+    }
+    Ok(value.to_vec())
+}
+
 fn shutting_down() -> Status {
     Status::unavailable("the server is shutting down")
 }
@@ -81,7 +97,18 @@ impl<L: CommitLog> LogApi for LogService<L> {
         request: Request<ProduceBatchRequest>,
     ) -> Result<Response<ProduceBatchResponse>, Status> {
         crate::metrics::observe_grpc("ProduceBatch", async move {
-            let values = values(request.into_inner().records.into_iter().map(Some))?;
+            let records = request.into_inner().records;
+            // Checked before converting: a message of empty records is
+            // millions of them.
+            if records.len() > self.config.produce_batch_records_max {
+                return Err(Error::InvalidArgument(format!(
+                    "a batch of {} records is over the limit of {}",
+                    records.len(),
+                    self.config.produce_batch_records_max
+                ))
+                .into());
+            }
+            let values = values(records.into_iter().map(Some))?;
             let count = values.len() as u64;
             if count == 0 {
                 return Err(
@@ -106,9 +133,9 @@ impl<L: CommitLog> LogApi for LogService<L> {
     ) -> Result<Response<Self::ProduceStreamStream>, Status> {
         crate::metrics::observe_grpc("ProduceStream", async move {
             let mut inbound = request.into_inner();
-            let (requests_tx, mut requests) = mpsc::channel::<Result<ProduceRequest, Status>>(
-                self.config.produce_stream_batch_max,
-            );
+            let (requests_tx, mut requests) =
+                mpsc::channel::<Result<Vec<u8>, Status>>(self.config.produce_stream_batch_max);
+            let limit = self.log.record_bytes_max();
             let (responses, out) = mpsc::channel(STREAM_BUFFER);
             let shutdown = self.shutdown.clone();
             // Reader: keeps pulling requests off the wire while an append runs.
@@ -118,8 +145,10 @@ impl<L: CommitLog> LogApi for LogService<L> {
                         next = inbound.message() => next,
                         () = shutdown.cancelled() => return,
                     };
+                    // Checked here, before queueing, so a queue of bad or
+                    // oversize requests cannot build up.
                     let item = match next {
-                        Ok(Some(request)) => Ok(request),
+                        Ok(Some(request)) => checked_value(request, limit),
                         Ok(None) => return,
                         Err(status) => Err(status),
                     };
@@ -131,20 +160,24 @@ impl<L: CommitLog> LogApi for LogService<L> {
             });
             let log = Arc::clone(&self.log);
             let batch_max = self.config.produce_stream_batch_max;
-            let limit = self.log.record_bytes_max();
             let shutdown = self.shutdown.clone();
             crate::trace::spawn(async move {
                 let _open = crate::metrics::OpenStream::new("produce");
                 let mut batch = Vec::with_capacity(batch_max);
                 loop {
                     let first = tokio::select! {
+                        biased;
+                        () = shutdown.cancelled() => None,
                         first = requests.recv() => first,
-                        () = shutdown.cancelled() => {
-                            let _ = responses.send(Err(shutting_down())).await;
-                            return;
-                        }
                     };
-                    let Some(first) = first else { return };
+                    let Some(first) = first else {
+                        // The reader also stops at shutdown: the client must
+                        // learn that requests it sent may be unread.
+                        if shutdown.is_cancelled() {
+                            let _ = responses.send(Err(shutting_down())).await;
+                        }
+                        return;
+                    };
                     batch.clear();
                     batch.push(first);
                     while batch.len() < batch_max {
@@ -157,20 +190,7 @@ impl<L: CommitLog> LogApi for LogService<L> {
                     // acknowledged; then the stream ends with that request's error.
                     let mut failure = None;
                     let mut good = Vec::with_capacity(batch.len());
-                    for item in batch.drain(..) {
-                        let checked = item.and_then(|request| {
-                            let value = request.record.map(|r| r.value).ok_or_else(|| {
-                                Status::from(Error::InvalidArgument("record is required".into()))
-                            })?;
-                            if value.len() as u64 > limit {
-                                return Err(Error::RecordTooLarge {
-                                    size: value.len() as u64,
-                                    limit,
-                                }
-                                .into());
-                            }
-                            Ok(value.to_vec())
-                        });
+                    for checked in batch.drain(..) {
                         match checked {
                             Ok(value) => good.push(value),
                             Err(status) => {
@@ -232,7 +252,8 @@ impl<L: CommitLog> LogApi for LogService<L> {
                 self.config.consume_records_default
             } else {
                 request.max_records
-            };
+            }
+            .min(self.config.consume_records_max);
             let bytes_max = if request.max_bytes == 0 {
                 self.config.consume_bytes_default
             } else {

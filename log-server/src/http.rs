@@ -87,12 +87,18 @@ fn u64_from_number_or_string<'de, D: Deserializer<'de>>(deserializer: D) -> Resu
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 struct RecordIn {
+    // proto3 JSON: a missing bytes field is empty.
+    #[serde(default)]
     value: String,
     // Accepted for symmetry with responses and ignored: the server sets them.
     #[serde(default, deserialize_with = "u64_from_number_or_string")]
     #[allow(dead_code)]
     offset: u64,
-    #[serde(default, deserialize_with = "u64_from_number_or_string")]
+    #[serde(
+        default,
+        alias = "timestamp_ms",
+        deserialize_with = "u64_from_number_or_string"
+    )]
     #[allow(dead_code)]
     timestamp_ms: u64,
 }
@@ -242,12 +248,16 @@ async fn range<L: CommitLog>(
         Err(rejection) => return http_error(StatusCode::BAD_REQUEST, rejection.body_text()),
     };
     let from = query.from.unwrap_or_else(|| state.log.info().lowest_offset);
+    // Bounded whatever the client asks: one response never holds more than
+    // a gRPC batch would.
     let limit = query
         .limit
-        .unwrap_or(u64::from(state.config.consume_records_default));
+        .unwrap_or(u64::from(state.config.consume_records_default))
+        .min(u64::from(state.config.consume_records_max));
     let bytes_max = query
         .max_bytes
-        .unwrap_or(state.config.consume_bytes_default);
+        .unwrap_or(state.config.consume_bytes_default)
+        .min(state.config.batch_bytes_max());
     match state.log.read_batch(from, bytes_max, limit).await {
         Ok(records) => {
             let next_offset = records.last().map_or(from, |r| r.offset + 1);

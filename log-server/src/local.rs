@@ -12,7 +12,7 @@ use crate::error::{Error, Result};
 /// pool, so the reactor never waits on disk I/O or fsync.
 pub struct LocalLog {
     log: Arc<Log>,
-    commit: watch::Sender<u64>,
+    commit: Arc<watch::Sender<u64>>,
     node_id: String,
     rpc_addr: String,
     /// Records in flight in appends; bounded so overload is refused with
@@ -26,6 +26,7 @@ impl LocalLog {
     /// most `in_flight_records_max` records in appends at once.
     pub fn new(log: Arc<Log>, node_id: &str, rpc_addr: &str, in_flight_records_max: u32) -> Self {
         let (commit, _) = watch::channel(log.next_offset());
+        let commit = Arc::new(commit);
         Self {
             log,
             commit,
@@ -43,6 +44,15 @@ impl LocalLog {
 
     fn commit_offset(&self) -> u64 {
         *self.commit.borrow()
+    }
+
+    /// Consumers see the commit offset as the end of the log, also in the
+    /// range an out-of-range error reports.
+    fn committed_view(&self, error: Error) -> Error {
+        match error {
+            Error::OutOfRange { offset, .. } => self.out_of_range(offset),
+            other => other,
+        }
     }
 
     fn out_of_range(&self, offset: u64) -> Error {
@@ -102,7 +112,7 @@ impl CommitLog for LocalLog {
                 limit,
             });
         }
-        let _permit = Arc::clone(&self.in_flight)
+        let permit = Arc::clone(&self.in_flight)
             .try_acquire_many_owned(count)
             .map_err(|_| {
                 Error::Overloaded(format!(
@@ -111,9 +121,15 @@ impl CommitLog for LocalLog {
                 ))
             })?;
         let log = Arc::clone(&self.log);
-        let count = values.len() as u64;
-        let first = blocking(move || {
+        let commit = Arc::clone(&self.commit);
+        // The permit and the commit publication live in the blocking task, not
+        // in this future: a client that cancels drops the future, but the
+        // append still runs to the end, so it must stay counted in flight and
+        // its records must still become visible.
+        blocking(move || {
+            let _permit = permit;
             let now = log_core::now_ms();
+            let count = values.len() as u64;
             let records: Vec<Record> = values
                 .into_iter()
                 .map(|value| Record {
@@ -121,22 +137,22 @@ impl CommitLog for LocalLog {
                     ..Record::new(value)
                 })
                 .collect();
-            log.append_batch(&records)
+            let first = log.append_batch(&records)?;
+            // Appends complete out of order across tasks: the commit offset
+            // only moves forward, and only over records whose append has
+            // returned. With one appender at a time in log-core, an append
+            // that returned covers every offset below its own end.
+            let end = first + count;
+            commit.send_if_modified(|commit| {
+                let moved = end > *commit;
+                if moved {
+                    *commit = end;
+                }
+                moved
+            });
+            Ok(first)
         })
-        .await?;
-        // Appends complete out of order across tasks: the commit offset only
-        // moves forward, and only over records whose append has returned.
-        // With one appender at a time in log-core, an append that returned
-        // covers every offset below its own end.
-        let end = first + count;
-        self.commit.send_if_modified(|commit| {
-            let moved = end > *commit;
-            if moved {
-                *commit = end;
-            }
-            moved
-        });
-        Ok(first)
+        .await
     }
 
     #[tracing::instrument(level = "debug", name = "read", skip_all, fields(offset = attribute(offset)))]
@@ -145,7 +161,9 @@ impl CommitLog for LocalLog {
             return Err(self.out_of_range(offset));
         }
         let log = Arc::clone(&self.log);
-        blocking(move || log.read(offset)).await
+        blocking(move || log.read(offset))
+            .await
+            .map_err(|e| self.committed_view(e))
     }
 
     #[tracing::instrument(
@@ -164,7 +182,15 @@ impl CommitLog for LocalLog {
             return Ok(Vec::new());
         }
         let log = Arc::clone(&self.log);
-        blocking(move || log.read_batch(from, bytes_max, records_max)).await
+        let records = blocking(move || log.read_batch(from, bytes_max, records_max))
+            .await
+            .map_err(|e| self.committed_view(e))?;
+        // Retention may drop the segment between the range check and the
+        // read; an empty answer below the commit offset means exactly that.
+        if records.is_empty() {
+            return Err(self.out_of_range(from));
+        }
+        Ok(records)
     }
 
     fn info(&self) -> LogInfo {
