@@ -36,6 +36,8 @@ pub enum Command {
     Info(crate::client::InfoArgs),
     /// List the servers of the cluster.
     Servers(crate::client::InfoArgs),
+    /// Create a CA and issue node and client certificates (PEM, keys 0600).
+    Cert(crate::cert::CertArgs),
     /// Load a running server: produce N records over C streams, then consume
     /// them back.
     Bench(crate::bench::BenchArgs),
@@ -119,6 +121,7 @@ pub fn main() -> ExitCode {
         Command::Info(args) => block_on(crate::client::info(args)),
         Command::Servers(args) => block_on(crate::client::servers(args)),
         Command::Bench(args) => block_on(crate::bench::run(args)),
+        Command::Cert(args) => crate::cert::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -7,6 +7,7 @@
 //! subcommands ([`client`], [`mod@bench`]).
 
 pub mod bench;
+pub mod cert;
 pub mod cli;
 pub mod client;
 pub mod config;

@@ -1,0 +1,152 @@
+//! `proglog cert`: a certificate authority and the certificates a TLS
+//! cluster needs, with no external tool (the job the book gave to CFSSL).
+//!
+//! Files are PEM; keys are written with mode 0600; nothing is overwritten
+//! without `--force`.
+
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+
+use anyhow::Context as _;
+use auth::{CertificateAuthority, Validity};
+use clap::{Args, Subcommand};
+
+/// `proglog cert`.
+#[derive(Debug, Args)]
+pub struct CertArgs {
+    /// What to create.
+    #[command(subcommand)]
+    pub command: CertCommand,
+}
+
+/// The certificates `proglog cert` makes.
+#[derive(Debug, Subcommand)]
+pub enum CertCommand {
+    /// Create a certificate authority: `ca.pem` and `ca-key.pem` in --out-dir.
+    Ca {
+        /// The CA's common name.
+        #[arg(long, default_value = "proglog CA")]
+        cn: String,
+        /// Days the CA is valid.
+        #[arg(long, default_value_t = auth::cert::CA_VALIDITY_DAYS)]
+        days: u32,
+        /// Where the files go.
+        #[command(flatten)]
+        output: Output,
+    },
+    /// Issue a server/node certificate (server and client auth, so nodes can
+    /// also use it as peers): `<name>.pem` and `<name>-key.pem`.
+    Node {
+        /// The node's name; its certificate's CN is `node-<name>`, which the
+        /// default policy lets replicate.
+        #[arg(long)]
+        name: String,
+        /// DNS names the node is reached by (repeat or comma-separate).
+        #[arg(long = "dns", value_delimiter = ',')]
+        dns_names: Vec<String>,
+        /// IP addresses the node is reached by (repeat or comma-separate).
+        #[arg(long = "ip", value_delimiter = ',')]
+        ip_addresses: Vec<IpAddr>,
+        /// The signing CA.
+        #[command(flatten)]
+        issuer: Issuer,
+        /// Where the files go.
+        #[command(flatten)]
+        output: Output,
+    },
+    /// Issue a client certificate for a subject (its CN): `<cn>.pem` and
+    /// `<cn>-key.pem`.
+    Client {
+        /// The subject policies see.
+        #[arg(long)]
+        cn: String,
+        /// The signing CA.
+        #[command(flatten)]
+        issuer: Issuer,
+        /// Where the files go.
+        #[command(flatten)]
+        output: Output,
+    },
+}
+
+/// The CA that signs.
+#[derive(Debug, Args)]
+pub struct Issuer {
+    /// Directory holding `ca.pem` and `ca-key.pem`.
+    #[arg(long, value_name = "DIR")]
+    pub ca_dir: PathBuf,
+    /// Days the certificate is valid.
+    #[arg(long, default_value_t = auth::cert::LEAF_VALIDITY_DAYS)]
+    pub days: u32,
+}
+
+/// Where files go.
+#[derive(Debug, Args)]
+pub struct Output {
+    /// Directory to write into (created if missing).
+    #[arg(long, value_name = "DIR", default_value = ".")]
+    pub out_dir: PathBuf,
+    /// Replace existing files.
+    #[arg(long)]
+    pub force: bool,
+}
+
+fn paths(output: &Output, stem: &str) -> anyhow::Result<(PathBuf, PathBuf)> {
+    std::fs::create_dir_all(&output.out_dir)
+        .with_context(|| format!("creating {}", output.out_dir.display()))?;
+    Ok((
+        output.out_dir.join(format!("{stem}.pem")),
+        output.out_dir.join(format!("{stem}-key.pem")),
+    ))
+}
+
+fn load_ca(issuer: &Issuer) -> anyhow::Result<CertificateAuthority> {
+    let dir: &Path = &issuer.ca_dir;
+    CertificateAuthority::load(&dir.join("ca.pem"), &dir.join("ca-key.pem"))
+        .with_context(|| format!("loading the CA from {}", dir.display()))
+}
+
+/// Runs `proglog cert`, printing the files written.
+///
+/// # Errors
+/// Files exist without `--force`, the CA cannot be loaded, or a name is
+/// invalid.
+pub fn run(args: CertArgs) -> anyhow::Result<()> {
+    let (files, cert_path, key_path) = match args.command {
+        CertCommand::Ca { cn, days, output } => {
+            let ca = CertificateAuthority::generate(&cn, Validity::days_from_now(days))?;
+            let (cert, key) = paths(&output, "ca")?;
+            ca.files().write(&cert, &key, output.force)?;
+            (None, cert, key)
+        }
+        CertCommand::Node {
+            name,
+            dns_names,
+            ip_addresses,
+            issuer,
+            output,
+        } => {
+            let ca = load_ca(&issuer)?;
+            let files = ca.issue_node(
+                &format!("node-{name}"),
+                &dns_names,
+                &ip_addresses,
+                Validity::days_from_now(issuer.days),
+            )?;
+            let (cert, key) = paths(&output, &name)?;
+            (Some((files, output.force)), cert, key)
+        }
+        CertCommand::Client { cn, issuer, output } => {
+            let ca = load_ca(&issuer)?;
+            let files = ca.issue_client(&cn, Validity::days_from_now(issuer.days))?;
+            let (cert, key) = paths(&output, &cn)?;
+            (Some((files, output.force)), cert, key)
+        }
+    };
+    if let Some((files, force)) = files {
+        files.write(&cert_path, &key_path, force)?;
+    }
+    println!("{}", cert_path.display());
+    println!("{}", key_path.display());
+    Ok(())
+}
