@@ -68,13 +68,13 @@ fn a_ca_node_and_client_certificate_work_together() {
     // The node certificate, its key and the CA make a working mTLS server
     // config; the client certificate and key a working client config.
     auth::ServerTlsConfig::from_pem_files(
-        &pki.join("0.pem"),
-        &pki.join("0-key.pem"),
+        pki.join("0.pem"),
+        pki.join("0-key.pem"),
         Some(&pki.join("ca.pem")),
     )
     .expect("server config from the issued files");
     auth::ClientTlsConfig::from_pem_files(
-        &pki.join("ca.pem"),
+        pki.join("ca.pem"),
         Some(&pki.join("reader.pem")),
         Some(&pki.join("reader-key.pem")),
         None,
