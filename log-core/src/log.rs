@@ -582,8 +582,16 @@ impl Flusher {
 }
 
 impl Shared {
+    /// The writer lock. If an appender panicked while holding it, the store
+    /// and index may disagree (a frame without its entry), so the log fails
+    /// and refuses writes until reopened, when recovery reconciles them.
     fn lock_writer(&self) -> MutexGuard<'_, Writer> {
-        lock(&self.writer)
+        self.writer.lock().unwrap_or_else(|poisoned| {
+            self.fail(&Error::Failed {
+                cause: "an append panicked mid-write".into(),
+            });
+            poisoned.into_inner()
+        })
     }
 
     fn read_segments(&self) -> RwLockReadGuard<'_, Vec<Arc<Segment>>> {

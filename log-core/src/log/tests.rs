@@ -140,3 +140,34 @@ fn interval_policy_syncs_inline_past_the_byte_threshold() {
         .expect("append past the threshold");
     assert_eq!(log.sync_count(), 1);
 }
+
+/// Goal: a panic inside the writer's critical section fails the log, so no
+/// later append can write a duplicate offset after a half-done one.
+#[test]
+fn a_panic_while_writing_fails_the_log() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let log = Log::open(
+        dir.path(),
+        Config {
+            fsync: FsyncPolicy::Never,
+            ..Config::default()
+        },
+    )
+    .expect("open");
+    log.append(&Record::new(b"before".to_vec()))
+        .expect("append");
+    let panicked = std::thread::scope(|scope| {
+        scope
+            .spawn(|| {
+                let _writer = log.shared.lock_writer();
+                panic!("simulated panic between store and index writes");
+            })
+            .join()
+    });
+    assert!(panicked.is_err());
+    assert!(matches!(
+        log.append(&Record::new(b"after".to_vec())),
+        Err(Error::Failed { .. })
+    ));
+    assert_eq!(log.read(0).expect("reads still work").value, b"before");
+}
