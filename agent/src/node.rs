@@ -68,6 +68,8 @@ pub async fn run_until(config: AgentConfig, shutdown: CancellationToken) -> anyh
         fsync = ?config.log.fsync,
         "starting proglog agent"
     );
+    // Before the log opens: log-core registers its metric handles at open.
+    let handle = crate::metrics::recorder();
     let log_dir = config.data_dir.join("log");
     let existed = log_dir.join("lock").exists();
     let log_config = config.log_config();
@@ -105,7 +107,6 @@ pub async fn run_until(config: AgentConfig, shutdown: CancellationToken) -> anyh
 
     let tasks = TaskTracker::new();
     tasks.spawn(enforce_retention(Arc::clone(&log), shutdown.clone()));
-    let handle = crate::metrics::recorder();
     let render = crate::metrics::render(handle.clone(), Arc::clone(&log), Arc::clone(&commit_log));
     tasks.spawn(crate::metrics::upkeep(handle, shutdown.clone()));
     if !config.metrics_addr.is_empty() {

@@ -52,6 +52,10 @@ pub(crate) struct GroupCommit {
     /// records-per-fsync histogram).
     records_written: AtomicU64,
     records_synced: AtomicU64,
+    /// Metric handles, registered once.
+    fsync_seconds: metrics::Histogram,
+    fsyncs: metrics::Counter,
+    fsync_batch_records: metrics::Histogram,
 }
 
 /// Counts an appender in flight until dropped.
@@ -81,6 +85,9 @@ impl GroupCommit {
             sync_count: AtomicU64::new(0),
             records_written: AtomicU64::new(0),
             records_synced: AtomicU64::new(0),
+            fsync_seconds: metrics::histogram!("proglog_log_fsync_duration_seconds"),
+            fsyncs: metrics::counter!("proglog_log_fsyncs_total"),
+            fsync_batch_records: metrics::histogram!("proglog_log_fsync_batch_records"),
         }
     }
 
@@ -147,13 +154,13 @@ impl GroupCommit {
                 u64::try_from(elapsed.as_nanos()).unwrap_or(u64::MAX),
                 Ordering::Relaxed,
             );
-            metrics::histogram!("proglog_log_fsync_duration_seconds").record(elapsed.as_secs_f64());
+            self.fsync_seconds.record(elapsed.as_secs_f64());
             if result.is_ok() {
                 let covered =
                     records.saturating_sub(self.records_synced.swap(records, Ordering::Relaxed));
-                metrics::counter!("proglog_log_fsyncs_total").increment(1);
+                self.fsyncs.increment(1);
                 #[allow(clippy::cast_precision_loss)] // a record count, far below 2^52
-                metrics::histogram!("proglog_log_fsync_batch_records").record(covered as f64);
+                self.fsync_batch_records.record(covered as f64);
             }
             state = lock(&self.state);
             state.syncing = false;

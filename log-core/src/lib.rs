@@ -21,8 +21,9 @@
 //!
 //! The byte layout of the files is in `docs/storage-format.md`.
 //!
-//! Metrics go through the `metrics` facade (no-ops until the process installs
-//! a recorder): `proglog_log_append_duration_seconds` (write plus the sync the
+//! Metrics go through the `metrics` facade (no-ops unless the process
+//! installs a recorder before opening the log; handles are registered at
+//! open, off the append path): `proglog_log_append_duration_seconds` (write plus the sync the
 //! policy asks for), `proglog_log_fsync_duration_seconds`,
 //! `proglog_log_fsyncs_total` and `proglog_log_fsync_batch_records` (records
 //! made durable by one fsync: the group-commit batch size).
