@@ -1,5 +1,5 @@
 # proglog's entry point: CI (.ci/run) calls these same targets.
-.PHONY: test test-python lint verify bench fuzz-smoke doc
+.PHONY: test test-python lint verify bench compare fuzz-smoke doc
 
 CARGO ?= cargo
 
@@ -26,6 +26,16 @@ verify: lint test test-python
 # same run; see log-core/benches/log.rs for what each one means.
 bench:
 	$(CARGO) bench -p log-core --bench log
+
+# Extra flags for proglog-compare, e.g. a quick run:
+#   make compare COMPARE_ARGS="--repetitions 1 --workload-seconds 1"
+COMPARE_ARGS ?=
+
+# proglog against NATS JetStream and Redis streams on this machine, with the
+# machine's ceilings measured in the same run (installs the peers with apt
+# if missing). Writes bench/results/latest.md; see bench/README.md.
+compare:
+	CARGO=$(CARGO) bash bench/compare.sh $(COMPARE_ARGS)
 
 # Each fuzz target's run time in `fuzz-smoke`, in seconds.
 FUZZ_SECONDS ?= 30
