@@ -43,7 +43,12 @@ impl Ceilings {
         let path = dir.path().to_owned();
         let (page_cache, fdatasync, small) = tokio::task::spawn_blocking(move || {
             anyhow::Ok((
-                file_write_mb_per_s(&path.join("page-cache"), budget, bytes_max, false)?,
+                // The better of two passes: in a VM the first touch of fresh
+                // guest memory can be several times slower than the page
+                // cache itself, and a ceiling is the best case.
+                file_write_mb_per_s(&path.join("page-cache"), budget, bytes_max, false)?.max(
+                    file_write_mb_per_s(&path.join("page-cache"), budget, bytes_max, false)?,
+                ),
                 file_write_mb_per_s(&path.join("fdatasync"), budget, bytes_max, true)?,
                 small_fdatasyncs_per_s(&path.join("small"), budget)?,
             ))

@@ -41,7 +41,7 @@ struct Context<'a> {
 pub async fn run(args: &CompareArgs) -> anyhow::Result<()> {
     let started = Instant::now();
     anyhow::ensure!(
-        args.proglog.exists(),
+        !args.systems.contains(&System::Proglog) || args.proglog.exists(),
         "{} does not exist; build it with `cargo build --release -p agent`",
         args.proglog.display()
     );
