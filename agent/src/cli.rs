@@ -7,6 +7,7 @@ use std::process::ExitCode;
 use clap::{Args, Parser, Subcommand};
 
 use crate::config::{AgentConfig, FlagOverrides, FsyncMode, FsyncOverride, LogFormat};
+use crate::security::{Security, SecurityConfig};
 
 /// proglog: a replicated commit log.
 #[derive(Debug, Parser)]
@@ -76,6 +77,24 @@ pub struct AgentArgs {
     /// Fraction of new traces exported, 0.0 to 1.0.
     #[arg(long, value_name = "RATIO")]
     pub otlp_sampling_ratio: Option<f64>,
+    /// PEM certificate chain for the gRPC + HTTP port (TLS on, with
+    /// --tls-key-file).
+    #[arg(long, value_name = "FILE")]
+    pub tls_cert_file: Option<PathBuf>,
+    /// PEM private key of --tls-cert-file.
+    #[arg(long, value_name = "FILE")]
+    pub tls_key_file: Option<PathBuf>,
+    /// PEM CA that signs client certificates: clients must present one
+    /// (mutual TLS).
+    #[arg(long, value_name = "FILE")]
+    pub tls_client_ca_file: Option<PathBuf>,
+    /// Client certificate field naming the caller: cn, san-uri or san-dns.
+    #[arg(long, value_name = "FIELD")]
+    pub tls_subject: Option<String>,
+    /// Polar policy deciding who may produce, consume, administer and
+    /// replicate (reloaded on SIGHUP).
+    #[arg(long, value_name = "FILE")]
+    pub acl_policy_file: Option<PathBuf>,
 }
 
 impl AgentArgs {
@@ -89,6 +108,11 @@ impl AgentArgs {
             log_level: self.log_level.clone(),
             otlp_endpoint: self.otlp_endpoint.clone(),
             otlp_sampling_ratio: self.otlp_sampling_ratio,
+            tls_cert_file: self.tls_cert_file.clone(),
+            tls_key_file: self.tls_key_file.clone(),
+            tls_client_ca_file: self.tls_client_ca_file.clone(),
+            tls_subject: self.tls_subject.clone(),
+            acl_policy_file: self.acl_policy_file.clone(),
             log: self.fsync.map(|fsync| FsyncOverride { fsync }),
         }
     }
@@ -114,7 +138,16 @@ pub fn main() -> ExitCode {
                     return ExitCode::from(2);
                 }
             };
-            block_on(crate::node::run(config))
+            // Certificates and policy are read before anything is opened,
+            // so a bad file is a configuration error too.
+            let security = match Security::load(SecurityConfig::from_agent(&config)) {
+                Ok(security) => security,
+                Err(e) => {
+                    eprintln!("error: invalid security configuration: {e}");
+                    return ExitCode::from(2);
+                }
+            };
+            block_on(crate::node::run(config, security))
         }
         Command::Produce(args) => block_on(crate::client::produce(args)),
         Command::Consume(args) => block_on(crate::client::consume(args)),

@@ -6,6 +6,8 @@
 //! `OUT_OF_RANGE` from an `UNAVAILABLE` without parsing the rest.
 
 use std::io::{self, Write};
+use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
@@ -13,6 +15,7 @@ use base64::Engine as _;
 use bytes::Bytes;
 use clap::{Args, ValueEnum};
 use futures_util::FutureExt as _;
+use hyper_util::rt::TokioIo;
 use opentelemetry::trace::{SpanId, TraceId};
 use opentelemetry_sdk::trace::{IdGenerator as _, RandomIdGenerator};
 use proto::v1::log_client::LogClient;
@@ -21,6 +24,7 @@ use proto::v1::{
     ProduceRequest, Record,
 };
 use serde::Serialize;
+use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot};
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::metadata::{Ascii, MetadataValue};
@@ -43,12 +47,35 @@ const PAGE_RECORDS_MAX: u64 = 1000;
 /// slower than the pipe.
 const STDIN_QUEUE_RECORDS: usize = 1024;
 
-/// Where the server is.
+/// Where the server is, and how to authenticate to it.
 #[derive(Debug, Clone, Args)]
 pub struct ConnectArgs {
     /// Server address, HOST:PORT.
     #[arg(long, env = "PROGLOG_ADDR", default_value = "127.0.0.1:8400")]
     pub addr: String,
+    /// PEM CA the server's certificate must chain to; turns TLS on.
+    #[arg(long, env = "PROGLOG_CA_FILE", value_name = "FILE")]
+    pub ca_file: Option<PathBuf>,
+    /// PEM client certificate to present (mutual TLS); needs --key-file.
+    #[arg(
+        long,
+        env = "PROGLOG_CERT_FILE",
+        value_name = "FILE",
+        requires_all = ["ca_file", "key_file"]
+    )]
+    pub cert_file: Option<PathBuf>,
+    /// PEM private key of --cert-file.
+    #[arg(
+        long,
+        env = "PROGLOG_KEY_FILE",
+        value_name = "FILE",
+        requires = "cert_file"
+    )]
+    pub key_file: Option<PathBuf>,
+    /// Name to verify the server certificate against instead of the host
+    /// in --addr (e.g. when dialling an IP the certificate does not name).
+    #[arg(long, value_name = "NAME", requires = "ca_file")]
+    pub tls_server_name: Option<String>,
 }
 
 /// `proglog produce`.
@@ -159,17 +186,43 @@ impl Interceptor for TraceParent {
 /// the connect timeout (5 s); the message names the address.
 pub async fn connect(args: &ConnectArgs) -> anyhow::Result<Client> {
     let addr = &args.addr;
-    let uri = if addr.contains("://") {
-        addr.clone()
-    } else {
-        format!("http://{addr}")
+    let tls = match &args.ca_file {
+        Some(ca_file) => Some(Arc::new(
+            auth::ClientTlsConfig {
+                ca_file: ca_file.clone(),
+                cert_file: args.cert_file.clone(),
+                key_file: args.key_file.clone(),
+                server_name: args.tls_server_name.clone(),
+            }
+            .load()?,
+        )),
+        None => None,
+    };
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    let uri = match addr.split_once("://") {
+        Some((given, _)) if given != scheme => anyhow::bail!(
+            "invalid address {addr:?}: {given}:// does not match {} (use HOST:PORT)",
+            if tls.is_some() {
+                "--ca-file (TLS)"
+            } else {
+                "a plaintext connection (no --ca-file)"
+            }
+        ),
+        Some(_) => addr.clone(),
+        None => format!("{scheme}://{addr}"),
     };
     let endpoint = Endpoint::from_shared(uri)
         .with_context(|| format!("invalid address {addr:?}: expected HOST:PORT"))?
         .connect_timeout(CONNECT_TIMEOUT);
+    let connecting = async {
+        match tls {
+            Some(tls) => endpoint.connect_with_connector(tls_connector(tls)).await,
+            None => endpoint.connect().await,
+        }
+    };
     // The outer timeout also covers a peer that accepts TCP but never
-    // completes the HTTP/2 handshake.
-    let channel = match tokio::time::timeout(CONNECT_TIMEOUT, endpoint.connect()).await {
+    // completes the TLS or HTTP/2 handshake.
+    let channel = match tokio::time::timeout(CONNECT_TIMEOUT, connecting).await {
         Ok(connected) => {
             connected.map_err(|e| anyhow::anyhow!("cannot connect to {addr}: {}", chain(&e)))?
         }
@@ -180,6 +233,40 @@ pub async fn connect(args: &ConnectArgs) -> anyhow::Result<Client> {
     Ok(LogClient::with_interceptor(channel, trace)
         .max_decoding_message_size(MESSAGE_BYTES_MAX)
         .max_encoding_message_size(MESSAGE_BYTES_MAX))
+}
+
+/// Dials TCP and runs the TLS handshake, verifying the server's
+/// certificate against the configured CA and name.
+fn tls_connector(
+    tls: Arc<auth::ClientTls>,
+) -> impl tower::Service<
+    tonic::transport::Uri,
+    Response = TokioIo<tokio_rustls::client::TlsStream<TcpStream>>,
+    Error = io::Error,
+    Future = impl Send,
+> + Send
++ Clone
++ 'static {
+    tower::service_fn(move |uri: tonic::transport::Uri| {
+        let tls = Arc::clone(&tls);
+        async move {
+            let invalid = |what: &str| io::Error::new(io::ErrorKind::InvalidInput, what.to_owned());
+            let host = uri
+                .host()
+                .ok_or_else(|| invalid("the address has no host"))?;
+            let host = host.trim_start_matches('[').trim_end_matches(']');
+            let port = uri.port_u16().unwrap_or(443);
+            let server_name = tls
+                .server_name_for(host)
+                .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+            let tcp = TcpStream::connect((host, port)).await?;
+            tcp.set_nodelay(true)?;
+            let stream = tokio_rustls::TlsConnector::from(Arc::clone(&tls.config))
+                .connect(server_name, tcp)
+                .await?;
+            Ok(TokioIo::new(stream))
+        }
+    })
 }
 
 /// A gRPC status as `CODE: message`, followed by the transport's cause when

@@ -128,6 +128,24 @@ pub struct AgentConfig {
     /// Fraction of new traces exported, 0.0 to 1.0; a request that carries
     /// a sampled `traceparent` is exported whatever the ratio.
     pub otlp_sampling_ratio: f64,
+    /// PEM certificate chain of the gRPC + HTTP port; with `tls_key_file`,
+    /// turns TLS on (absent: plaintext).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls_cert_file: Option<PathBuf>,
+    /// PEM private key of `tls_cert_file`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls_key_file: Option<PathBuf>,
+    /// PEM CA certificates that sign client certificates; when set, every
+    /// client must present one (mutual TLS) and is named by it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls_client_ca_file: Option<PathBuf>,
+    /// Which client certificate field names the caller: `cn`, `san-uri` or
+    /// `san-dns`.
+    pub tls_subject: String,
+    /// Polar policy file deciding who may do what (absent: with TLS the
+    /// shipped default policy, without TLS everything is allowed).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub acl_policy_file: Option<PathBuf>,
     /// The storage engine.
     pub log: LogSection,
     /// The API layer.
@@ -145,6 +163,11 @@ impl Default for AgentConfig {
             log_level: "info".into(),
             otlp_endpoint: String::new(),
             otlp_sampling_ratio: 1.0,
+            tls_cert_file: None,
+            tls_key_file: None,
+            tls_client_ca_file: None,
+            tls_subject: "cn".into(),
+            acl_policy_file: None,
             log: LogSection::default(),
             server: ServerSection::default(),
         }
@@ -178,6 +201,21 @@ pub struct FlagOverrides {
     /// `--otlp-sampling-ratio`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub otlp_sampling_ratio: Option<f64>,
+    /// `--tls-cert-file`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls_cert_file: Option<PathBuf>,
+    /// `--tls-key-file`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls_key_file: Option<PathBuf>,
+    /// `--tls-client-ca-file`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls_client_ca_file: Option<PathBuf>,
+    /// `--tls-subject`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls_subject: Option<String>,
+    /// `--acl-policy-file`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub acl_policy_file: Option<PathBuf>,
     /// `--fsync`, into `[log]`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub log: Option<FsyncOverride>,
@@ -257,6 +295,30 @@ impl AgentConfig {
             return Err(ConfigError(format!(
                 "otlp_sampling_ratio: {} is not between 0.0 and 1.0",
                 self.otlp_sampling_ratio
+            )));
+        }
+        match (&self.tls_cert_file, &self.tls_key_file) {
+            (Some(_), None) => {
+                return Err(ConfigError(
+                    "tls_key_file: must be set with tls_cert_file".into(),
+                ));
+            }
+            (None, Some(_)) => {
+                return Err(ConfigError(
+                    "tls_cert_file: must be set with tls_key_file".into(),
+                ));
+            }
+            _ => {}
+        }
+        if self.tls_client_ca_file.is_some() && self.tls_cert_file.is_none() {
+            return Err(ConfigError(
+                "tls_client_ca_file: needs tls_cert_file and tls_key_file (TLS on)".into(),
+            ));
+        }
+        if self.tls_subject.parse::<auth::SubjectSource>().is_err() {
+            return Err(ConfigError(format!(
+                "tls_subject: {:?} is not one of cn, san-uri, san-dns",
+                self.tls_subject
             )));
         }
         self.log_config()
@@ -399,6 +461,10 @@ mod tests {
             ("otlp_endpoint = \"127.0.0.1:4317\"\n", "otlp_endpoint"),
             ("otlp_sampling_ratio = 1.5\n", "otlp_sampling_ratio"),
             ("otlp_sampling_ratio = -0.1\n", "otlp_sampling_ratio"),
+            ("tls_cert_file = \"c.pem\"\n", "tls_key_file"),
+            ("tls_key_file = \"k.pem\"\n", "tls_cert_file"),
+            ("tls_client_ca_file = \"ca.pem\"\n", "tls_client_ca_file"),
+            ("tls_subject = \"email\"\n", "tls_subject"),
             (
                 "[server]\ngrpc_message_bytes_max = 2000\n",
                 "server.grpc_message_bytes_max",

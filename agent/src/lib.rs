@@ -3,8 +3,8 @@
 //! This crate owns the `proglog` binary (the workspace's only `main.rs`):
 //! layered configuration ([`config`]: defaults, TOML file, `PROGLOG_*`
 //! environment, flags), running a node ([`node`]: open the log, serve, shut
-//! down in order), logs and traces ([`telemetry`]), and the client
-//! subcommands ([`client`], [`mod@bench`]).
+//! down in order), TLS and authorization ([`security`]), logs and traces
+//! ([`telemetry`]), and the client subcommands ([`client`], [`mod@bench`]).
 
 pub mod bench;
 pub mod cert;
@@ -13,4 +13,5 @@ pub mod client;
 pub mod config;
 pub mod metrics;
 pub mod node;
+pub mod security;
 pub mod telemetry;

@@ -5,6 +5,9 @@
 //! (bounded); then background tasks stop and the log is flushed and closed,
 //! so the next start needs no recovery; last, queued trace spans are
 //! exported ([`crate::telemetry`]).
+//!
+//! SIGHUP reloads the TLS certificates, client CA and policy
+//! ([`Security::reload`]); a reload that fails keeps the old ones.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -14,21 +17,25 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::config::AgentConfig;
+use crate::security::Security;
 use crate::telemetry::Telemetry;
 
 /// How often age-based retention is checked when nothing rolls segments.
 const RETENTION_INTERVAL: Duration = Duration::from_secs(30);
 
-/// Runs a node until SIGINT or SIGTERM.
+/// Runs a node until SIGINT or SIGTERM, reloading `security` on SIGHUP.
 ///
 /// # Errors
 /// The log cannot be opened, the address cannot be bound, or serving fails.
-pub async fn run(config: AgentConfig) -> anyhow::Result<()> {
+pub async fn run(config: AgentConfig, security: Security) -> anyhow::Result<()> {
     let telemetry = Telemetry::init(&config)?;
     let shutdown = CancellationToken::new();
+    let security = Arc::new(security);
     let signals = tokio::spawn(wait_for_signal(shutdown.clone()));
-    let result = run_until(config, shutdown.clone()).await;
+    let reloads = tokio::spawn(reload_on_hangup(Arc::clone(&security)));
+    let result = run_until(config, &security, shutdown.clone()).await;
     signals.abort();
+    reloads.abort();
     // Last, after the log is closed: the shutdown's own spans are exported.
     telemetry.shutdown().await;
     result
@@ -56,11 +63,35 @@ async fn wait_for_signal(shutdown: CancellationToken) {
     std::process::exit(130);
 }
 
+/// Reloads certificates and policy on every SIGHUP.
+async fn reload_on_hangup(security: Arc<Security>) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let Ok(mut hangup) = signal(SignalKind::hangup()) else {
+        tracing::error!("cannot install the SIGHUP handler; reload needs a restart");
+        return;
+    };
+    while hangup.recv().await.is_some() {
+        let security = Arc::clone(&security);
+        match tokio::task::spawn_blocking(move || security.reload()).await {
+            Ok(Ok(())) => tracing::info!("SIGHUP: certificates and policy reloaded"),
+            Ok(Err(e)) => tracing::error!(
+                error = %e,
+                "SIGHUP: reload refused; the previous certificates and policy stay in force"
+            ),
+            Err(e) => tracing::error!(error = %e, "SIGHUP: reload task failed"),
+        }
+    }
+}
+
 /// Runs a node until `shutdown` is cancelled (the testable core of [`run`]).
 ///
 /// # Errors
 /// As [`run`].
-pub async fn run_until(config: AgentConfig, shutdown: CancellationToken) -> anyhow::Result<()> {
+pub async fn run_until(
+    config: AgentConfig,
+    security: &Security,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
     tracing::info!(
         version = env!("CARGO_PKG_VERSION"),
         node = %config.node_name,
@@ -103,7 +134,7 @@ pub async fn run_until(config: AgentConfig, shutdown: CancellationToken) -> anyh
         &addr,
         config.server.in_flight_records_max,
     ));
-    tracing::info!(addr = %addr, "listening for gRPC and HTTP");
+    tracing::info!(addr = %addr, security = %security.describe(), "listening for gRPC and HTTP");
 
     let tasks = TaskTracker::new();
     tasks.spawn(enforce_retention(Arc::clone(&log), shutdown.clone()));
@@ -135,7 +166,7 @@ pub async fn run_until(config: AgentConfig, shutdown: CancellationToken) -> anyh
         config.server_config(),
         shutdown.clone(),
         Some(render),
-        log_server::Access::open(),
+        security.access(),
     )
     .await;
     shutdown.cancel();

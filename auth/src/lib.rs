@@ -36,6 +36,6 @@ pub mod tls;
 pub use authorizer::{Action, Authorizer};
 pub use cert::{CertificateAndKey, CertificateAuthority, Validity};
 pub use error::{Error, Result};
-pub use oso_policy::OsoAuthorizer;
+pub use oso_policy::{DEFAULT_POLICY, DEV_POLICY, OsoAuthorizer};
 pub use subject::{Subject, SubjectSource};
 pub use tls::{ClientTls, ClientTlsConfig, ServerTlsConfig};

@@ -29,6 +29,14 @@ use crate::subject::Subject;
 use crate::tls::read_file;
 
 /// The Polar class of an authenticated caller.
+/// The shipped default policy (`auth/policies/default.polar`): `root` may do
+/// everything, `node-*` may replicate, nobody else anything.
+pub const DEFAULT_POLICY: &str = include_str!("../policies/default.polar");
+
+/// The shipped development policy (`auth/policies/dev.polar`): everyone,
+/// anonymous included, may do everything.
+pub const DEV_POLICY: &str = include_str!("../policies/dev.polar");
+
 #[derive(Clone)]
 struct Client {
     name: String,
@@ -98,6 +106,17 @@ impl OsoAuthorizer {
             line: None,
             message: format!("not UTF-8: {e}"),
         })?;
+        Self::from_source(path, &source)
+    }
+
+    /// Loads a policy from its text, e.g. one of the shipped policies
+    /// ([`DEFAULT_POLICY`], [`DEV_POLICY`]); `origin` names it in errors and
+    /// in [`path`](Self::path).
+    ///
+    /// # Errors
+    /// As [`from_file`](Self::from_file), without the I/O errors.
+    pub fn from_source(origin: impl Into<PathBuf>, source: &str) -> Result<Self> {
+        let path = origin.into();
         let mut oso = Oso::new();
         let load_error = |e| policy_error(&path, e);
         oso.register_class(Client::get_polar_class())
@@ -106,7 +125,7 @@ impl OsoAuthorizer {
             .map_err(load_error)?;
         oso.register_class(Log::get_polar_class())
             .map_err(load_error)?;
-        oso.load_str(&source).map_err(load_error)?;
+        oso.load_str(source).map_err(load_error)?;
         let authorizer = Self { oso, path };
         authorizer.probe().map_err(|e| Error::Policy {
             path: authorizer.path.clone(),
