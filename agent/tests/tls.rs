@@ -507,7 +507,7 @@ fn grpc_and_http_results_equal_the_example_policy_for_every_principal_and_action
                         assert_eq!(after, before + 1, "{case}");
                     }
                 } else {
-                    let error = result.map(|out| format!("allowed: {out}")).unwrap_err();
+                    let error = result.expect_err(&format!("{case}: allowed"));
                     let wanted = if grpc { "PERMISSION_DENIED" } else { "403" };
                     assert!(error.contains(wanted), "{case}: {error}");
                     assert!(

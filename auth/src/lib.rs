@@ -17,14 +17,12 @@
 //!   certificates (server and client auth) and client certificates, write
 //!   them with private keys mode 0600.
 //!
-//! What the wiring will add, outside this crate: the agent's
-//! `--tls-cert-file`, `--tls-key-file`, `--tls-client-ca-file` and
-//! `--acl-policy-file` flags and the CLI's `--ca-file`, `--cert-file`,
-//! `--key-file`, `--tls-server-name`; a gRPC interceptor and an HTTP
-//! middleware that put the [`Subject`] in request extensions and call the
-//! [`Authorizer`] (health and metrics never behind it); and reload on SIGHUP,
-//! which calls [`ServerTlsConfig::load`] and [`OsoAuthorizer::from_file`]
-//! again and swaps the results in only if both succeed.
+//! The agent wires them (`agent/src/security.rs`): its `--tls-*` and
+//! `--acl-policy-file` flags, a TLS handshake that puts the [`Subject`] on
+//! each connection, an adapter from [`Authorizer`] to the server's access
+//! policy, and reload on SIGHUP, which calls [`ServerTlsConfig::load`] and
+//! [`OsoAuthorizer::from_file`] again and swaps the results in only if both
+//! succeed.
 
 pub mod authorizer;
 pub mod cert;
