@@ -500,7 +500,7 @@ pub fn ratio(a: f64, b: f64) -> String {
 
 /// `100 B`, `1 KiB`, `4 KiB`, `1500 B`.
 pub fn size_label(size_bytes: usize) -> String {
-    if size_bytes >= 1024 && size_bytes % 1024 == 0 {
+    if size_bytes >= 1024 && size_bytes.is_multiple_of(1024) {
         format!("{} KiB", size_bytes / 1024)
     } else {
         format!("{size_bytes} B")

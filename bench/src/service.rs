@@ -239,7 +239,7 @@ fn free_port() -> anyhow::Result<u16> {
     Ok(listener.local_addr()?.port())
 }
 
-/// VmHWM from the text of /proc/<pid>/status, in bytes.
+/// VmHWM from the text of `/proc/<pid>/status`, in bytes.
 pub fn parse_vm_hwm_bytes(status: &str) -> Option<u64> {
     let line = status.lines().find(|line| line.starts_with("VmHWM:"))?;
     let kilobytes: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
