@@ -701,15 +701,17 @@ fn unusable_security_files_are_startup_errors_naming_the_file() {
     }
 }
 
-fn openssl(dir: &Path, args: &[&str]) {
+/// Runs `openssl` in `dir` with `command`, split at spaces (no argument
+/// here contains one).
+fn openssl(dir: &Path, command: &str) {
     let output = Command::new("openssl")
         .current_dir(dir)
-        .args(args)
+        .args(command.split_whitespace())
         .output()
         .expect("run openssl (apt install openssl)");
     assert!(
         output.status.success(),
-        "openssl {args:?}: {}",
+        "openssl {command}: {}",
         String::from_utf8_lossy(&output.stderr)
     );
 }
@@ -717,50 +719,20 @@ fn openssl(dir: &Path, args: &[&str]) {
 /// Issues `<name>.pem`/`<name>-key.pem` signed by the openssl CA with the
 /// given subject and X.509 extensions.
 fn openssl_issue(dir: &Path, name: &str, subject: &str, extensions: &str) {
-    let ext_file = format!("{name}.ext");
-    std::fs::write(dir.join(&ext_file), extensions).expect("write extensions");
-    let (key, csr, cert) = (
-        format!("{name}-key.pem"),
-        format!("{name}.csr"),
-        format!("{name}.pem"),
+    std::fs::write(dir.join(format!("{name}.ext")), extensions).expect("write extensions");
+    openssl(
+        dir,
+        &format!(
+            "req -new -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes \
+             -keyout {name}-key.pem -out {name}.csr -subj {subject}"
+        ),
     );
     openssl(
         dir,
-        &[
-            "req",
-            "-new",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:prime256v1",
-            "-nodes",
-            "-keyout",
-            &key,
-            "-out",
-            &csr,
-            "-subj",
-            subject,
-        ],
-    );
-    openssl(
-        dir,
-        &[
-            "x509",
-            "-req",
-            "-in",
-            &csr,
-            "-CA",
-            "ca.pem",
-            "-CAkey",
-            "ca-key.pem",
-            "-CAcreateserial",
-            "-days",
-            "1",
-            "-out",
-            &cert,
-            "-extfile",
-            &ext_file,
-        ],
+        &format!(
+            "x509 -req -in {name}.csr -CA ca.pem -CAkey ca-key.pem -CAcreateserial -days 1 \
+             -out {name}.pem -extfile {name}.ext"
+        ),
     );
 }
 
@@ -772,27 +744,9 @@ fn certificates_from_an_openssl_ca_work_and_server_auth_only_is_refused() {
     let path = dir.path();
     openssl(
         path,
-        &[
-            "req",
-            "-x509",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:prime256v1",
-            "-nodes",
-            "-keyout",
-            "ca-key.pem",
-            "-out",
-            "ca.pem",
-            "-days",
-            "2",
-            "-subj",
-            "/CN=openssl test CA",
-            "-addext",
-            "basicConstraints=critical,CA:TRUE",
-            "-addext",
-            "keyUsage=critical,keyCertSign,cRLSign",
-        ],
+        "req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes \
+         -keyout ca-key.pem -out ca.pem -days 2 -subj /CN=openssl-test-CA \
+         -addext basicConstraints=critical,CA:TRUE -addext keyUsage=critical,keyCertSign,cRLSign",
     );
     openssl_issue(
         path,
