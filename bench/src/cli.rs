@@ -43,10 +43,10 @@ pub struct CompareArgs {
     #[arg(long, default_value_t = 5_000)]
     pub one_at_a_time_records: u64,
     /// Records of the one-producer pipelined workload at most.
-    #[arg(long, default_value_t = 100_000)]
+    #[arg(long, default_value_t = 200_000)]
     pub pipelined_records: u64,
     /// Records of the concurrent workload at most, over all producers.
-    #[arg(long, default_value_t = 200_000)]
+    #[arg(long, default_value_t = 400_000)]
     pub concurrent_records: u64,
     /// Producers (each with its own connection) of the concurrent workload.
     #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u64).range(1..))]

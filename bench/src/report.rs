@@ -409,16 +409,20 @@ impl Report {
         }
         let _ = writeln!(
             text,
-            "\n## proglog peak RSS (VmHWM) under concurrent producers\n"
+            "\n## proglog peak RSS (VmHWM) under concurrent producers, largest of the repetitions\n"
         );
-        let peaks: Vec<Vec<String>> = self
-            .rss_peaks
-            .iter()
-            .map(|p| {
+        let mut peaks: BTreeMap<(Mode, usize), u64> = BTreeMap::new();
+        for peak in &self.rss_peaks {
+            let largest = peaks.entry((peak.mode, peak.size_bytes)).or_default();
+            *largest = (*largest).max(peak.bytes);
+        }
+        let peaks: Vec<Vec<String>> = peaks
+            .into_iter()
+            .map(|((mode, size_bytes), bytes)| {
                 vec![
-                    p.mode.to_string(),
-                    size_label(p.size_bytes),
-                    format!("{:.0}", p.bytes as f64 / 1_048_576.0),
+                    mode.to_string(),
+                    size_label(size_bytes),
+                    format!("{:.0}", bytes as f64 / 1_048_576.0),
                 ]
             })
             .collect();

@@ -68,7 +68,7 @@ pub async fn run(args: &CompareArgs) -> anyhow::Result<()> {
         args.ceiling_seconds,
         work_dir.display()
     );
-    let ceilings = Ceilings::measure(&work_dir, args.ceiling_seconds, 4 << 30).await?;
+    let ceilings = Ceilings::measure(&work_dir, args.ceiling_seconds).await?;
     eprintln!(
         "  page cache {:.0} MB/s, 1 MiB+fdatasync {:.0} MB/s, 4 KiB+fdatasync {:.0}/s, loopback TCP {:.0} MB/s",
         ceilings.page_cache_write_mb_per_s,
