@@ -188,6 +188,36 @@ impl Connection {
         }
     }
 
+    /// proglog only: records one at a time with unary `Produce` calls,
+    /// none issued after the deadline; latencies in nanoseconds.
+    ///
+    /// # Errors
+    /// Not a proglog connection, or a request failed.
+    pub async fn produce_unary(&self, plan: ProducePlan) -> anyhow::Result<Vec<u64>> {
+        let Self::Proglog(client) = self else {
+            anyhow::bail!("unary Produce is proglog's");
+        };
+        let mut client = client.clone();
+        let mut latencies_ns = Vec::new();
+        for index in plan.first..plan.first + plan.count {
+            if Instant::now() >= plan.deadline {
+                break;
+            }
+            let sent_at = Instant::now();
+            let record = Record {
+                value: plan.payload.value(index),
+                ..Record::default()
+            };
+            client
+                .produce(ProduceRequest {
+                    record: Some(record),
+                })
+                .await?;
+            latencies_ns.push(elapsed_ns(sent_at));
+        }
+        Ok(latencies_ns)
+    }
+
     /// Reads up to `expected` records from the start, `batch_records` per
     /// request, stopping early at `deadline`: proglog ConsumeBatch, a
     /// JetStream pull consumer's fetch, Redis XRANGE with COUNT.

@@ -201,14 +201,22 @@ impl Context<'_> {
             sample
         };
 
-        for (workload, records, window) in [
+        let mut single = vec![
             (Workload::OneAtATime, args.one_at_a_time_records, 1),
             (Workload::Pipelined, args.pipelined_records, window),
-        ] {
+        ];
+        if system == System::Proglog {
+            single.insert(
+                1,
+                (Workload::OneAtATimeUnary, args.one_at_a_time_records, 1),
+            );
+        }
+        for (workload, records, window) in single {
             let service = self.start(system, mode).await?;
             let connections = open(system, service.port(), 1).await?;
+            let unary = workload == Workload::OneAtATimeUnary;
             let (acked, elapsed, latency) = self
-                .produce(&connections, records, window, &payload)
+                .produce(&connections, records, window, &payload, unary)
                 .await?;
             samples.push(sample(workload, acked, elapsed, latency));
             drop(connections);
@@ -219,7 +227,13 @@ impl Context<'_> {
         let service = self.start(system, mode).await?;
         let connections = open(system, service.port(), args.producers).await?;
         let (acked, elapsed, latency) = self
-            .produce(&connections, args.concurrent_records, window, &payload)
+            .produce(
+                &connections,
+                args.concurrent_records,
+                window,
+                &payload,
+                false,
+            )
             .await?;
         samples.push(sample(Workload::Concurrent, acked, elapsed, latency));
         if system == System::Proglog {
@@ -260,14 +274,16 @@ impl Context<'_> {
     }
 
     /// `records` split over the connections, each producing with `window`
-    /// in flight, all stopping at one deadline. Returns the records
-    /// acknowledged, the wall time and the latency percentiles.
+    /// in flight (or, with `unary`, proglog's unary calls one at a time),
+    /// all stopping at one deadline. Returns the records acknowledged, the
+    /// wall time and the latency percentiles.
     async fn produce(
         &self,
         connections: &[Connection],
         records: u64,
         window: usize,
         payload: &Payload,
+        unary: bool,
     ) -> anyhow::Result<(u64, Duration, Option<Latency>)> {
         let producers = connections.len() as u64;
         let started = Instant::now();
@@ -285,7 +301,13 @@ impl Context<'_> {
                 payload: payload.clone(),
             };
             let connection = connection.clone();
-            tasks.spawn(async move { connection.produce(plan).await });
+            tasks.spawn(async move {
+                if unary {
+                    connection.produce_unary(plan).await
+                } else {
+                    connection.produce(plan).await
+                }
+            });
             first += count;
         }
         let mut latencies_ns = Vec::new();

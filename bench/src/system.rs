@@ -68,6 +68,9 @@ impl fmt::Display for Mode {
 pub enum Workload {
     /// One producer, waiting for each ack before the next record.
     OneAtATime,
+    /// proglog only: the same with unary `Produce` calls instead of a
+    /// stream with a window of one.
+    OneAtATimeUnary,
     /// One producer, `window` records in flight.
     Pipelined,
     /// `producers` producers, each with its own connection and window.
@@ -80,8 +83,9 @@ pub enum Workload {
 
 impl Workload {
     /// Every workload, in table order.
-    pub const ALL: [Self; 5] = [
+    pub const ALL: [Self; 6] = [
         Self::OneAtATime,
+        Self::OneAtATimeUnary,
         Self::Pipelined,
         Self::Concurrent,
         Self::Consume,
@@ -90,7 +94,10 @@ impl Workload {
 
     /// Whether requests of this workload have a latency worth reporting.
     pub fn has_latency(self) -> bool {
-        matches!(self, Self::OneAtATime | Self::Pipelined | Self::Concurrent)
+        matches!(
+            self,
+            Self::OneAtATime | Self::OneAtATimeUnary | Self::Pipelined | Self::Concurrent
+        )
     }
 }
 
@@ -98,6 +105,7 @@ impl fmt::Display for Workload {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
             Self::OneAtATime => "1 produce at a time",
+            Self::OneAtATimeUnary => "1 at a time, unary",
             Self::Pipelined => "produce pipelined",
             Self::Concurrent => "concurrent producers",
             Self::Consume => "consume batches",
