@@ -9,11 +9,42 @@ use crate::machine::MachineInfo;
 use crate::stats::{Latency, median};
 use crate::system::{Mode, System, Workload};
 
-/// The record size the targets are stated for.
-const TARGET_SIZE_BYTES: usize = 1024;
-
-/// proglog's memory budget under the concurrent-producer workload.
-const RSS_BUDGET_BYTES: u64 = 256 << 20;
+/// The project's targets for proglog (issue 6), in one place. Each is
+/// evaluated from the same run's figures: proglog's medians against the
+/// peers' medians on the same workload, record size and mode, and against the
+/// machine ceilings measured at the start of the run.
+pub mod goals {
+    /// The record size the throughput targets are stated for.
+    pub const SIZE_BYTES: usize = 1024;
+    /// Pipelined produce, relaxed (`--fsync interval`): at least this share
+    /// of the page-cache write ceiling, in MB/s.
+    pub const RELAXED_PIPELINED_PAGE_CACHE_SHARE: f64 = 0.80;
+    /// Pipelined produce, relaxed: at least this many times NATS
+    /// JetStream's records/s on the same workload, size and mode.
+    pub const RELAXED_PIPELINED_VS_NATS: f64 = 2.0;
+    /// Pipelined produce, relaxed: at least this many times Redis
+    /// `appendfsync everysec`'s records/s.
+    pub const RELAXED_PIPELINED_VS_REDIS: f64 = 2.0;
+    /// Pipelined and concurrent-producer produce, durable (`--fsync
+    /// always`): at least this many times Redis `appendfsync always`'s
+    /// records/s.
+    pub const DURABLE_PRODUCE_VS_REDIS: f64 = 1.5;
+    /// Pipelined and concurrent-producer produce, durable: at least this
+    /// share of the "1 MiB write + fdatasync" ceiling, in MB/s.
+    pub const DURABLE_PRODUCE_FDATASYNC_SHARE: f64 = 0.30;
+    /// Consume from the start: proglog's better of batches and stream, at
+    /// least this share of the loopback TCP ceiling, in MB/s.
+    pub const CONSUME_LOOPBACK_SHARE: f64 = 0.40;
+    /// Consume from the start, in batches: at least this many times the NATS
+    /// pull consumer's records/s.
+    pub const CONSUME_VS_NATS: f64 = 2.0;
+    /// One-at-a-time acked produce, relaxed, over `ProduceStream` with a
+    /// window of one: p50 latency at most this many times Redis
+    /// `appendfsync everysec`'s p50.
+    pub const ONE_AT_A_TIME_P50_VS_REDIS: f64 = 1.0;
+    /// proglog's peak RSS during the concurrent-producer workload, at most.
+    pub const RSS_BUDGET_BYTES: u64 = 256 << 20;
+}
 
 /// One workload run against one system.
 #[derive(Debug, Clone, PartialEq)]
@@ -127,10 +158,14 @@ pub enum Verdict {
     Met,
     /// It does not.
     Missed,
-    /// A figure to read, with no pass mark.
-    Info,
-    /// A row the target needs was not run.
+    /// A row or ceiling the target needs was not measured.
     NoData,
+}
+
+impl Verdict {
+    fn of(met: bool) -> Self {
+        if met { Self::Met } else { Self::Missed }
+    }
 }
 
 /// One line of the targets section.
@@ -138,8 +173,10 @@ pub enum Verdict {
 pub struct Target {
     /// What is compared.
     pub name: String,
-    /// The figures.
-    pub figure: String,
+    /// The measured figures.
+    pub measured: String,
+    /// The target they are held to (from [`goals`]).
+    pub goal: String,
     /// The outcome.
     pub verdict: Verdict,
 }
@@ -223,9 +260,10 @@ impl Report {
         format_table(&header, &lines)
     }
 
-    /// The targets: proglog against the machine's ceilings and the peers.
+    /// The targets of issue 6 (see [`goals`]), each with its measured
+    /// figures and verdict.
     pub fn targets(&self) -> Vec<Target> {
-        let size = TARGET_SIZE_BYTES;
+        let size = goals::SIZE_BYTES;
         let ceilings = &self.ceilings;
         let mut targets = Vec::new();
         let ours = |mode, workload| self.row(System::Proglog, mode, workload, size);
@@ -233,18 +271,24 @@ impl Report {
 
         let relaxed = ours(Mode::Relaxed, Workload::Pipelined);
         targets.push(share(
-            "produce pipelined, 1 KiB, relaxed, share of the page-cache write ceiling",
-            relaxed,
+            "produce pipelined, 1 KiB, relaxed, share of the page-cache write ceiling".to_owned(),
+            relaxed.map(|row| ("", row)),
             ceilings.page_cache_write_mb_per_s,
+            goals::RELAXED_PIPELINED_PAGE_CACHE_SHARE,
         ));
-        for system in [System::Nats, System::Redis] {
+        for (system, factor) in [
+            (System::Nats, goals::RELAXED_PIPELINED_VS_NATS),
+            (System::Redis, goals::RELAXED_PIPELINED_VS_REDIS),
+        ] {
             targets.push(versus(
                 format!(
                     "produce pipelined, 1 KiB, relaxed, vs {system} ({})",
                     Mode::Relaxed.sync_label(system, self.nats_sync_always)
                 ),
                 relaxed,
+                system,
                 peer(system, Mode::Relaxed, Workload::Pipelined),
+                factor,
             ));
         }
         for workload in [Workload::Pipelined, Workload::Concurrent] {
@@ -252,12 +296,15 @@ impl Report {
             targets.push(versus(
                 format!("{workload}, 1 KiB, durable, vs redis (appendfsync always)"),
                 durable,
+                System::Redis,
                 peer(System::Redis, Mode::Durable, workload),
+                goals::DURABLE_PRODUCE_VS_REDIS,
             ));
             targets.push(share(
-                &format!("{workload}, 1 KiB, durable, share of the 1 MiB fdatasync ceiling"),
-                durable,
+                format!("{workload}, 1 KiB, durable, share of the 1 MiB fdatasync ceiling"),
+                durable.map(|row| ("", row)),
                 ceilings.fdatasync_write_mb_per_s,
+                goals::DURABLE_PRODUCE_FDATASYNC_SHARE,
             ));
         }
         let consume_mode = if ours(Mode::Relaxed, Workload::Consume).is_some() {
@@ -265,68 +312,70 @@ impl Report {
         } else {
             Mode::Durable
         };
-        for workload in [Workload::Consume, Workload::ConsumeStream] {
-            targets.push(share(
-                &format!("{workload}, 1 KiB, share of the loopback TCP ceiling"),
-                ours(consume_mode, workload),
-                ceilings.loopback_tcp_mb_per_s,
-            ));
-        }
+        let best_consume = [Workload::Consume, Workload::ConsumeStream]
+            .into_iter()
+            .filter_map(|workload| ours(consume_mode, workload))
+            .reduce(|best, row| {
+                if row.records_per_s > best.records_per_s {
+                    row
+                } else {
+                    best
+                }
+            });
+        targets.push(share(
+            format!(
+                "consume, 1 KiB, {consume_mode}, better of batches and stream, share of the \
+                 loopback TCP ceiling"
+            ),
+            best_consume.map(|row| (consume_label(row.workload), row)),
+            ceilings.loopback_tcp_mb_per_s,
+            goals::CONSUME_LOOPBACK_SHARE,
+        ));
         targets.push(versus(
-            "consume batches, 1 KiB, vs nats pull consumer".to_owned(),
+            format!("consume batches, 1 KiB, {consume_mode}, vs nats pull consumer"),
             ours(consume_mode, Workload::Consume),
+            System::Nats,
             peer(System::Nats, consume_mode, Workload::Consume),
+            goals::CONSUME_VS_NATS,
         ));
         for size_bytes in self.sizes() {
-            let redis = self.row(
-                System::Redis,
-                Mode::Relaxed,
-                Workload::OneAtATime,
-                size_bytes,
-            );
-            for workload in [Workload::OneAtATime, Workload::OneAtATimeUnary] {
-                let ours = self.row(System::Proglog, Mode::Relaxed, workload, size_bytes);
-                let name = format!(
-                    "{workload}, {}, relaxed, p50 latency vs redis (appendfsync 1 s)",
-                    size_label(size_bytes)
-                );
-                targets.push(
-                    match (ours.and_then(|r| r.p50_us), redis.and_then(|r| r.p50_us)) {
-                        (Some(ours), Some(redis)) => Target {
-                            name,
-                            figure: format!(
-                                "{ours:.0} µs vs {redis:.0} µs ({})",
-                                ratio(ours, redis)
-                            ),
-                            verdict: if ours <= redis {
-                                Verdict::Met
-                            } else {
-                                Verdict::Missed
-                            },
-                        },
-                        _ => no_data(name),
-                    },
-                );
-            }
+            targets.push(self.one_at_a_time_latency(size_bytes));
         }
-        let name = "proglog peak RSS under concurrent producers vs 256 MiB".to_owned();
-        targets.push(match self.rss_peaks.iter().map(|p| p.bytes).max() {
-            Some(peak) => Target {
-                name,
-                figure: format!(
-                    "{:.0} MiB (largest of {} runs)",
-                    peak as f64 / 1_048_576.0,
-                    self.rss_peaks.len()
-                ),
-                verdict: if peak <= RSS_BUDGET_BYTES {
-                    Verdict::Met
-                } else {
-                    Verdict::Missed
-                },
-            },
-            None => no_data(name),
-        });
+        targets.push(rss(&self.rss_peaks));
         targets
+    }
+
+    /// proglog's one-at-a-time p50 (`ProduceStream`, window 1) against
+    /// Redis `everysec`'s, relaxed, with the unary row's p50 for reference.
+    fn one_at_a_time_latency(&self, size_bytes: usize) -> Target {
+        let p50 = |system, workload| {
+            self.row(system, Mode::Relaxed, workload, size_bytes)
+                .and_then(|row| row.p50_us)
+        };
+        let factor = goals::ONE_AT_A_TIME_P50_VS_REDIS;
+        let name = format!(
+            "{} (stream, window 1), {}, relaxed, p50 latency vs redis (appendfsync 1 s)",
+            Workload::OneAtATime,
+            size_label(size_bytes)
+        );
+        let goal = format!("p50 ≤ {factor}× redis p50");
+        let (Some(ours), Some(redis)) = (
+            p50(System::Proglog, Workload::OneAtATime),
+            p50(System::Redis, Workload::OneAtATime),
+        ) else {
+            return no_data(name, goal);
+        };
+        let unary = p50(System::Proglog, Workload::OneAtATimeUnary)
+            .map_or("not run".to_owned(), |us| format!("{us:.0} µs"));
+        Target {
+            name,
+            measured: format!(
+                "{ours:.0} µs vs {redis:.0} µs ({}); unary {unary}",
+                ratio(ours, redis)
+            ),
+            goal,
+            verdict: Verdict::of(ours <= factor * redis),
+        }
     }
 
     fn sizes(&self) -> Vec<usize> {
@@ -427,13 +476,23 @@ impl Report {
             })
             .collect();
         text.push_str(&format_table(&["mode", "size", "peak MiB"], &peaks));
-        let _ = writeln!(text, "\n## Targets\n");
+        let _ = writeln!(text, "\n## Targets (issue 6)\n");
         let targets: Vec<Vec<String>> = self
             .targets()
             .into_iter()
-            .map(|t| vec![t.name, t.figure, verdict_label(t.verdict).to_owned()])
+            .map(|t| {
+                vec![
+                    t.name,
+                    t.measured,
+                    t.goal,
+                    verdict_label(t.verdict).to_owned(),
+                ]
+            })
             .collect();
-        text.push_str(&format_table(&["target", "figure", "verdict"], &targets));
+        text.push_str(&format_table(
+            &["target", "measured", "goal", "verdict"],
+            &targets,
+        ));
         text
     }
 }
@@ -441,55 +500,96 @@ impl Report {
 fn verdict_label(verdict: Verdict) -> &'static str {
     match verdict {
         Verdict::Met => "met",
-        Verdict::Missed => "MISSED",
-        Verdict::Info => "—",
+        Verdict::Missed => "missed",
         Verdict::NoData => "not run",
     }
 }
 
-fn no_data(name: String) -> Target {
+fn no_data(name: String, goal: String) -> Target {
     Target {
         name,
-        figure: "—".to_owned(),
+        measured: "—".to_owned(),
+        goal,
         verdict: Verdict::NoData,
     }
 }
 
-/// proglog against a peer: met when proglog's rate is at least the peer's.
-fn versus(name: String, ours: Option<&Row>, peer: Option<&Row>) -> Target {
+/// How a consume row is named in a measured figure.
+fn consume_label(workload: Workload) -> &'static str {
+    match workload {
+        Workload::ConsumeStream => "consume stream: ",
+        _ => "consume batches: ",
+    }
+}
+
+/// proglog against a peer: met when proglog's records/s is at least
+/// `factor` times `peer`'s (a row of `system`).
+fn versus(
+    name: String,
+    ours: Option<&Row>,
+    system: System,
+    peer: Option<&Row>,
+    factor: f64,
+) -> Target {
+    let goal = format!("≥ {factor}× {system}");
     match (ours, peer) {
         (Some(ours), Some(peer)) => Target {
             name,
-            figure: format!(
+            measured: format!(
                 "{:.0} vs {:.0} records/s ({})",
                 ours.records_per_s,
                 peer.records_per_s,
                 ratio(ours.records_per_s, peer.records_per_s)
             ),
-            verdict: if ours.records_per_s >= peer.records_per_s {
-                Verdict::Met
-            } else {
-                Verdict::Missed
-            },
+            goal,
+            verdict: Verdict::of(ours.records_per_s >= factor * peer.records_per_s),
         },
-        _ => no_data(name),
+        _ => no_data(name, goal),
     }
 }
 
-/// proglog's MB/s as a share of a ceiling.
-fn share(name: &str, ours: Option<&Row>, ceiling_mb_per_s: f64) -> Target {
+/// proglog's MB/s as a share of a ceiling: met when at least `min_share`
+/// of it. `ours` is the row with a prefix naming it in the figure.
+fn share(
+    name: String,
+    ours: Option<(&str, &Row)>,
+    ceiling_mb_per_s: f64,
+    min_share: f64,
+) -> Target {
+    let goal = format!("≥ {:.0} % of ceiling", 100.0 * min_share);
     match ours {
-        Some(ours) => Target {
-            name: name.to_owned(),
-            figure: format!(
-                "{:.1} of {:.0} MB/s = {:.1} %",
+        Some((label, ours)) if ceiling_mb_per_s > 0.0 => Target {
+            name,
+            measured: format!(
+                "{label}{:.1} of {:.0} MB/s = {:.1} %",
                 ours.mb_per_s(),
                 ceiling_mb_per_s,
-                100.0 * ours.mb_per_s() / ceiling_mb_per_s.max(f64::MIN_POSITIVE)
+                100.0 * ours.mb_per_s() / ceiling_mb_per_s
             ),
-            verdict: Verdict::Info,
+            goal,
+            verdict: Verdict::of(ours.mb_per_s() >= min_share * ceiling_mb_per_s),
         },
-        None => no_data(name.to_owned()),
+        _ => no_data(name, goal),
+    }
+}
+
+/// proglog's largest peak RSS over the concurrent-producer runs against
+/// the budget.
+fn rss(peaks: &[RssPeak]) -> Target {
+    let name = "proglog peak RSS, concurrent producers (every mode and size)".to_owned();
+    let goal = format!("≤ {:.0} MiB", goals::RSS_BUDGET_BYTES as f64 / 1_048_576.0);
+    match peaks.iter().map(|p| p.bytes).max() {
+        Some(peak) => Target {
+            name,
+            measured: format!(
+                "{:.0} MiB (largest of {} runs)",
+                peak as f64 / 1_048_576.0,
+                peaks.len()
+            ),
+            goal,
+            verdict: Verdict::of(peak <= goals::RSS_BUDGET_BYTES),
+        },
+        None => no_data(name, goal),
     }
 }
 
@@ -584,6 +684,164 @@ mod tests {
             table,
             "| a         | long |\n| --------- | ---- |\n| wide cell | x    |\n"
         );
+    }
+
+    fn row(
+        system: System,
+        mode: Mode,
+        workload: Workload,
+        size_bytes: usize,
+        records_per_s: f64,
+        p50_us: Option<f64>,
+    ) -> Row {
+        Row {
+            system,
+            mode,
+            workload,
+            size_bytes,
+            records_per_s,
+            p50_us,
+            p99_us: p50_us.map(|us| 2.0 * us),
+            runs: 1,
+        }
+    }
+
+    /// A run whose figures sit exactly on, or just off, each target. Rates
+    /// are for 1 KiB records, so 1000 records/s is 1.024 MB/s.
+    fn report(rows: Vec<Row>, rss_peaks: Vec<RssPeak>) -> Report {
+        Report {
+            machine: MachineInfo::default(),
+            ceilings: Ceilings {
+                page_cache_write_mb_per_s: 1024.0,
+                fdatasync_write_mb_per_s: 102.4,
+                small_fdatasyncs_per_s: 1000.0,
+                loopback_tcp_mb_per_s: 1024.0,
+            },
+            rows,
+            rss_peaks,
+            nats_sync_always: false,
+            plan: Vec::new(),
+            wall_time: Duration::from_secs(1),
+        }
+    }
+
+    fn verdicts(report: &Report) -> Vec<(String, Verdict)> {
+        report
+            .targets()
+            .into_iter()
+            .map(|t| (t.name, t.verdict))
+            .collect()
+    }
+
+    #[test]
+    fn targets_hold_proglog_to_the_issue_6_thresholds() {
+        use Mode::{Durable, Relaxed};
+        use System::{Nats, Proglog, Redis};
+        use Workload::{
+            Concurrent, Consume, ConsumeStream, OneAtATime, OneAtATimeUnary, Pipelined,
+        };
+        let k = 1024;
+        let rows = vec![
+            // 800 000 × 1024 B = 819.2 MB/s: exactly 80 % of the page cache.
+            row(Proglog, Relaxed, Pipelined, k, 800_000.0, None),
+            row(Nats, Relaxed, Pipelined, k, 400_000.0, None),
+            row(Redis, Relaxed, Pipelined, k, 400_001.0, None),
+            // 30 000 × 1024 B = 30.72 MB/s: exactly 30 % of fdatasync.
+            row(Proglog, Durable, Pipelined, k, 30_000.0, None),
+            row(Redis, Durable, Pipelined, k, 20_000.0, None),
+            row(Proglog, Durable, Concurrent, k, 29_999.0, None),
+            row(Redis, Durable, Concurrent, k, 20_000.0, None),
+            // The stream is the better consume row: 400 000 records/s is
+            // 409.6 MB/s, exactly 40 % of loopback TCP.
+            row(Proglog, Relaxed, Consume, k, 300_000.0, None),
+            row(Proglog, Relaxed, ConsumeStream, k, 400_000.0, None),
+            row(Nats, Relaxed, Consume, k, 150_001.0, None),
+            row(Proglog, Relaxed, OneAtATime, k, 100.0, Some(100.0)),
+            row(Proglog, Relaxed, OneAtATimeUnary, k, 100.0, Some(250.0)),
+            row(Redis, Relaxed, OneAtATime, k, 100.0, Some(100.0)),
+            row(Proglog, Relaxed, OneAtATime, 100, 100.0, Some(101.0)),
+            row(Redis, Relaxed, OneAtATime, 100, 100.0, Some(100.0)),
+        ];
+        let peak = |bytes| RssPeak {
+            mode: Durable,
+            size_bytes: k,
+            bytes,
+        };
+        let report = report(rows, vec![peak(1 << 20), peak(goals::RSS_BUDGET_BYTES)]);
+        let got = verdicts(&report);
+        let expected = [
+            ("relaxed, share of the page-cache", Verdict::Met),
+            ("relaxed, vs nats", Verdict::Met),
+            ("relaxed, vs redis", Verdict::Missed),
+            ("produce pipelined, 1 KiB, durable, vs redis", Verdict::Met),
+            ("produce pipelined, 1 KiB, durable, share", Verdict::Met),
+            (
+                "concurrent producers, 1 KiB, durable, vs redis",
+                Verdict::Missed,
+            ),
+            (
+                "concurrent producers, 1 KiB, durable, share",
+                Verdict::Missed,
+            ),
+            ("consume, 1 KiB, relaxed, better of", Verdict::Met),
+            ("consume batches, 1 KiB, relaxed, vs nats", Verdict::Missed),
+            ("100 B, relaxed, p50", Verdict::Missed),
+            ("1 KiB, relaxed, p50", Verdict::Met),
+            ("peak RSS", Verdict::Met),
+        ];
+        assert_eq!(got.len(), expected.len(), "{got:#?}");
+        for ((name, verdict), (part, want)) in got.iter().zip(expected) {
+            assert!(name.contains(part), "{name:?} is not {part:?}");
+            assert_eq!(*verdict, want, "{name}");
+        }
+
+        let targets = report.targets();
+        let consume = &targets[7];
+        assert_eq!(
+            consume.measured,
+            "consume stream: 409.6 of 1024 MB/s = 40.0 %"
+        );
+        assert_eq!(consume.goal, "≥ 40 % of ceiling");
+        assert_eq!(targets[2].goal, "≥ 2× redis");
+        assert_eq!(targets[3].goal, "≥ 1.5× redis");
+        assert_eq!(targets[4].goal, "≥ 30 % of ceiling");
+        assert_eq!(
+            targets[10].measured,
+            "100 µs vs 100 µs (1.00×); unary 250 µs"
+        );
+        assert_eq!(targets[11].goal, "≤ 256 MiB");
+
+        let over = report_with_rss(goals::RSS_BUDGET_BYTES + 1);
+        assert_eq!(
+            over.targets().last().map(|t| t.verdict),
+            Some(Verdict::Missed)
+        );
+    }
+
+    fn report_with_rss(bytes: u64) -> Report {
+        report(
+            Vec::new(),
+            vec![RssPeak {
+                mode: Mode::Relaxed,
+                size_bytes: 1024,
+                bytes,
+            }],
+        )
+    }
+
+    #[test]
+    fn targets_without_their_rows_are_not_run() {
+        let report = report(Vec::new(), Vec::new());
+        let targets = report.targets();
+        // No sizes were run, so there is no latency line.
+        assert_eq!(targets.len(), 10);
+        assert!(
+            targets
+                .iter()
+                .all(|t| t.verdict == Verdict::NoData && t.measured == "—")
+        );
+        assert_eq!(targets[1].goal, "≥ 2× nats");
+        assert!(report.markdown().contains("| not run |"));
     }
 
     #[test]
