@@ -70,6 +70,14 @@ struct Shared {
 }
 
 /// The appender's state, behind one mutex.
+/// An append's pending durability; see [`Log::append_batch_deferred`].
+#[derive(Debug)]
+#[must_use = "records are not acknowledged until the ticket is waited for"]
+pub struct SyncTicket {
+    sequence: u64,
+    started: std::time::Instant,
+}
+
 struct Writer {
     active: Arc<Segment>,
     /// Reused encode buffer for a batch of frames.
@@ -286,6 +294,55 @@ impl Log {
     /// As [`append_at`](Self::append_at).
     pub fn append_batch_at(&self, expected: u64, records: &[Record]) -> Result<u64> {
         self.shared.append(Some(expected), records)
+    }
+
+    /// [`append_batch`](Self::append_batch) that never waits for an fsync:
+    /// it writes the records and returns the first offset and, when the
+    /// fsync policy wants them durable before they are acknowledged
+    /// (`Always`, or `Interval` past its byte bound), a [`SyncTicket`]. The
+    /// caller must then pass the ticket to [`wait_synced`](Self::wait_synced)
+    /// before acknowledging the records.
+    ///
+    /// This lets an async server write on its own thread (a write reaches
+    /// the page cache in microseconds) and hand only the fsync wait to a
+    /// thread that may block. Without a ticket the records are as durable as
+    /// the policy promises once this returns.
+    ///
+    /// # Errors
+    /// As [`append_batch`](Self::append_batch).
+    pub fn append_batch_deferred(&self, records: &[Record]) -> Result<(u64, Option<SyncTicket>)> {
+        let started = std::time::Instant::now();
+        let (first, wait) = self.shared.append_unsynced(None, records)?;
+        let ticket = wait.map(|sequence| SyncTicket { sequence, started });
+        if ticket.is_none() {
+            self.shared
+                .append_seconds
+                .record(started.elapsed().as_secs_f64());
+        }
+        Ok((first, ticket))
+    }
+
+    /// Waits until the append that returned `ticket` is durable (joining
+    /// or leading a group commit).
+    ///
+    /// # Errors
+    /// [`Error::Failed`] if the fsync failed (the log is failed from then
+    /// on), [`Error::Closed`].
+    pub fn wait_synced(&self, ticket: SyncTicket) -> Result<()> {
+        self.shared.wait_durable(ticket.sequence)?;
+        self.shared
+            .append_seconds
+            .record(ticket.started.elapsed().as_secs_f64());
+        Ok(())
+    }
+
+    /// The base offset of the newest segment: reads from here on touch only
+    /// the segment being written, whose pages were written last.
+    pub fn newest_segment_base(&self) -> u64 {
+        self.shared
+            .read_segments()
+            .last()
+            .map_or_else(|| self.lowest_offset(), |segment| segment.base_offset())
     }
 
     /// Reads the record at `offset`.
@@ -681,6 +738,28 @@ impl Shared {
     }
 
     fn append(&self, expected: Option<u64>, records: &[Record]) -> Result<u64> {
+        // Counted for group commit from before the writer lock, so a leader
+        // knows this append is coming.
+        let _appender =
+            (self.config.fsync == FsyncPolicy::Always).then(|| self.group_commit.enter());
+        let started = std::time::Instant::now();
+        let (first, wait) = self.append_unsynced(expected, records)?;
+        if let Some(sequence) = wait {
+            self.wait_durable(sequence)?;
+        }
+        // Write and, per the policy, sync: what a producer waits for.
+        self.append_seconds.record(started.elapsed().as_secs_f64());
+        Ok(first)
+    }
+
+    /// Writes `records`; returns the first offset and, when the fsync policy
+    /// wants them durable before they are acknowledged, the append's
+    /// sequence number to wait for.
+    fn append_unsynced(
+        &self,
+        expected: Option<u64>,
+        records: &[Record],
+    ) -> Result<(u64, Option<u64>)> {
         self.check_writable()?;
         let limit = self.config.record_bytes_max;
         if let Some(record) = records.iter().find(|r| r.value.len() as u64 > limit) {
@@ -689,10 +768,6 @@ impl Shared {
                 limit,
             });
         }
-        // Counted for group commit from before the writer lock, so a leader
-        // knows this append is coming.
-        let _appender =
-            (self.config.fsync == FsyncPolicy::Always).then(|| self.group_commit.enter());
         let mut writer = self.lock_writer();
         self.check_writable()?;
         let first = self.next_offset.load(Ordering::Acquire);
@@ -705,7 +780,7 @@ impl Shared {
             });
         }
         if records.is_empty() {
-            return Ok(first);
+            return Ok((first, None));
         }
         if OFFSET_LIMIT.saturating_sub(first) < records.len() as u64 {
             return Err(Error::OutOfRange {
@@ -714,26 +789,19 @@ impl Shared {
                 next: first,
             });
         }
-        let started = std::time::Instant::now();
         let bytes = self.fail_on_error(self.write_locked(&mut writer, first, records))?;
         writer.sequence += 1;
         let sequence = writer.sequence;
         drop(writer);
         self.group_commit.written(sequence, records.len() as u64);
-        match self.config.fsync {
-            FsyncPolicy::Always => self.wait_durable(sequence)?,
+        let wait = match self.config.fsync {
+            FsyncPolicy::Always => true,
             FsyncPolicy::Interval {
                 bytes: threshold, ..
-            } => {
-                if self.bytes_since_sync.fetch_add(bytes, Ordering::AcqRel) + bytes >= threshold {
-                    self.wait_durable(sequence)?;
-                }
-            }
-            FsyncPolicy::Never => {}
-        }
-        // Write and, per the policy, sync: what a producer waits for.
-        self.append_seconds.record(started.elapsed().as_secs_f64());
-        Ok(first)
+            } => self.bytes_since_sync.fetch_add(bytes, Ordering::AcqRel) + bytes >= threshold,
+            FsyncPolicy::Never => false,
+        };
+        Ok((first, wait.then_some(sequence)))
     }
 
     /// Writes `records` from offset `first`, rolling segments as needed;

@@ -587,3 +587,48 @@ fn offsets_near_the_limit_are_refused_not_wrapped() {
         Err(Error::Corrupt { .. })
     ));
 }
+
+/// Goal: a deferred append hands back exactly the fsync wait the policy
+/// asks for — none under `Never`, every time under `Always`, and under
+/// `Interval` only once the unsynced bytes pass the bound — and waiting on
+/// the ticket is what syncs.
+#[test]
+fn a_deferred_append_returns_a_sync_ticket_exactly_when_the_policy_wants_one() {
+    let records = |n: u64| -> Vec<Record> { (0..n).map(|i| Record::new(value(i))).collect() };
+    for (fsync, tickets) in [
+        (FsyncPolicy::Never, [false, false, false]),
+        (FsyncPolicy::Always, [true, true, true]),
+        // Batches of 4, 4 and 1 records, ~186, ~186 and 45 bytes of frames:
+        // the second passes the bound; its sync starts the count afresh.
+        (
+            FsyncPolicy::Interval {
+                interval_ms: 3_600_000,
+                bytes: 250,
+            },
+            [false, true, false],
+        ),
+    ] {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let log = Log::open(dir.path(), Config { fsync, ..small() }).expect("open");
+        let mut next = 0;
+        for (batch, wanted) in tickets.into_iter().enumerate() {
+            let syncs = log.sync_count();
+            let (first, ticket) = log
+                .append_batch_deferred(&records(if batch == 2 { 1 } else { 4 }))
+                .expect("append");
+            assert_eq!(first, next, "{fsync:?} batch {batch}");
+            next = log.next_offset();
+            assert_eq!(ticket.is_some(), wanted, "{fsync:?} batch {batch}");
+            assert_eq!(
+                log.sync_count(),
+                syncs,
+                "{fsync:?}: no fsync before the wait"
+            );
+            if let Some(ticket) = ticket {
+                log.wait_synced(ticket).expect("sync");
+                assert_eq!(log.sync_count(), syncs + 1, "{fsync:?}: the wait synced");
+            }
+        }
+        assert_eq!(log.read_batch(0, u64::MAX, 100).expect("read").len(), 9);
+    }
+}
