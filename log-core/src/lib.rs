@@ -13,7 +13,7 @@
 //! let dir = tempfile::tempdir().expect("tempdir");
 //! let log = log_core::Log::open(dir.path(), log_core::Config::default())?;
 //! let offset = log.append(&log_core::Record::new(b"hello".to_vec()))?;
-//! assert_eq!(log.read(offset)?.value, b"hello");
+//! assert_eq!(log.read(offset)?.value, &b"hello"[..]);
 //! log.close()?;
 //! # Ok(())
 //! # }

@@ -20,6 +20,8 @@
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use bytes::Bytes;
+
 /// Bytes in a frame before its payload.
 pub const FRAME_HEADER_BYTES: usize = 36;
 
@@ -78,13 +80,14 @@ pub struct Record {
     pub timestamp_ms: u64,
     /// User data or internal entry.
     pub kind: RecordKind,
-    /// The payload.
-    pub value: Vec<u8>,
+    /// The payload. Shared, not copied: a read batch's values are slices
+    /// of one buffer, and a server can hand them on as they are.
+    pub value: Bytes,
 }
 
 impl Record {
     /// A data record with the current time and term 0.
-    pub fn new(value: impl Into<Vec<u8>>) -> Self {
+    pub fn new(value: impl Into<Bytes>) -> Self {
         Self {
             offset: 0,
             term: 0,
@@ -221,6 +224,26 @@ pub fn check_frame(bytes: &[u8], payload_bytes_max: u64) -> Result<FrameMeta, Fr
 /// Returns the record and the number of bytes its frame takes; the same checks
 /// as [`check_frame`].
 pub fn decode_frame(bytes: &[u8], payload_bytes_max: u64) -> Result<(Record, usize), FrameError> {
+    decode_frame_with(bytes, payload_bytes_max, Bytes::copy_from_slice)
+}
+
+/// [`decode_frame`] of the frame at `at` in `buffer`, whose value is a
+/// slice of `buffer` rather than a copy.
+pub(crate) fn decode_shared_frame(
+    buffer: &Bytes,
+    at: usize,
+    payload_bytes_max: u64,
+) -> Result<(Record, usize), FrameError> {
+    decode_frame_with(&buffer[at..], payload_bytes_max, |value| {
+        buffer.slice_ref(value)
+    })
+}
+
+fn decode_frame_with(
+    bytes: &[u8],
+    payload_bytes_max: u64,
+    value: impl FnOnce(&[u8]) -> Bytes,
+) -> Result<(Record, usize), FrameError> {
     let meta = check_frame(bytes, payload_bytes_max)?;
     let frame = &bytes[..meta.frame_bytes];
     let kind = RecordKind::try_from(frame[KIND_AT])
@@ -230,7 +253,7 @@ pub fn decode_frame(bytes: &[u8], payload_bytes_max: u64) -> Result<(Record, usi
         term: read_u64(frame, TERM_AT),
         timestamp_ms: meta.timestamp_ms,
         kind,
-        value: frame[FRAME_HEADER_BYTES..].to_vec(),
+        value: value(&frame[FRAME_HEADER_BYTES..]),
     };
     Ok((record, meta.frame_bytes))
 }
@@ -264,7 +287,7 @@ mod tests {
             term: 7,
             timestamp_ms: 1_700_000_000_000,
             kind: RecordKind::Internal,
-            value: b"hello".to_vec(),
+            value: Bytes::from_static(b"hello"),
         }
     }
 
@@ -328,7 +351,7 @@ mod tests {
         let mut buf = Vec::new();
         encode_frame(
             &Record {
-                value: vec![1; 100],
+                value: vec![1; 100].into(),
                 ..sample()
             },
             0,

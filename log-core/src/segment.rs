@@ -9,9 +9,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use crate::config::Config;
 use crate::error::{Error, IoContext, Result};
 use crate::index::{ENTRY_BYTES, Index, decode_entry};
+use bytes::Bytes;
+
 use crate::record::{
     FRAME_HEADER_BYTES, FrameError, FrameMeta, Record, check_frame, declared_frame_bytes,
-    decode_frame,
+    decode_frame, decode_shared_frame,
 };
 use crate::store::Store;
 
@@ -273,13 +275,14 @@ impl Segment {
             None => self.store.size(),
         };
         let limit = end.saturating_sub(start).min(bytes_max);
-        let bytes = self
-            .store
-            .read_at(start, usize::try_from(limit).unwrap_or(usize::MAX))?;
+        let bytes = Bytes::from(
+            self.store
+                .read_at(start, usize::try_from(limit).unwrap_or(usize::MAX))?,
+        );
         let mut at = 0;
         let mut count = 0;
         while count < wanted {
-            let (record, used) = match decode_frame(&bytes[at..], self.record_bytes_max) {
+            let (record, used) = match decode_shared_frame(&bytes, at, self.record_bytes_max) {
                 Ok(decoded) => decoded,
                 Err(FrameError::Incomplete { .. }) => break,
                 Err(e) => {

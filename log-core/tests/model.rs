@@ -151,7 +151,7 @@ fn run(ops: Vec<Op>, write_buffer_bytes: usize) -> Result<(), TestCaseError> {
                 let got: Vec<(u64, Vec<u8>)> = got
                     .expect("read_batch")
                     .into_iter()
-                    .map(|r| (r.offset, r.value))
+                    .map(|r| (r.offset, r.value.to_vec()))
                     .collect();
                 prop_assert_eq!(got, expected);
             }

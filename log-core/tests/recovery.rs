@@ -111,7 +111,10 @@ fn torn_tail_is_cut_at_every_byte_of_the_last_three_records() {
             expected_next,
             "cut at {cut}"
         );
-        assert_eq!(log.read(expected_next).expect("read new").value, b"next");
+        assert_eq!(
+            log.read(expected_next).expect("read new").value,
+            &b"next"[..]
+        );
     }
 }
 

@@ -2,6 +2,7 @@
 
 use std::future::Future;
 
+use bytes::Bytes;
 use log_core::Record;
 use tokio::sync::watch;
 
@@ -51,7 +52,7 @@ pub trait CommitLog: Send + Sync + 'static {
     ///
     /// # Errors
     /// `RecordTooLarge` (nothing written), `Overloaded`, `Unavailable`.
-    fn append(&self, values: Vec<Vec<u8>>) -> impl Future<Output = Result<u64>> + Send;
+    fn append(&self, values: Vec<Bytes>) -> impl Future<Output = Result<u64>> + Send;
 
     /// Reads one committed record.
     ///

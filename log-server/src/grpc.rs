@@ -3,6 +3,7 @@
 use std::pin::Pin;
 use std::sync::Arc;
 
+use bytes::Bytes;
 use futures_util::Stream;
 use proto::v1::log_server::Log as LogApi;
 use proto::v1::{
@@ -44,7 +45,7 @@ impl<L: CommitLog> LogService<L> {
 }
 
 /// A stream request's value, or the status that ends the stream.
-fn checked_value(request: ProduceRequest, limit: u64) -> Result<Vec<u8>, Status> {
+fn checked_value(request: ProduceRequest, limit: u64) -> Result<Bytes, Status> {
     let value = request
         .record
         .map(|r| r.value)
@@ -56,7 +57,7 @@ fn checked_value(request: ProduceRequest, limit: u64) -> Result<Vec<u8>, Status>
         }
         .into());
     }
-    Ok(value.to_vec())
+    Ok(value)
 }
 
 fn shutting_down() -> Status {
@@ -67,12 +68,12 @@ fn shutting_down() -> Status {
 /// record.
 fn values(
     requests: impl IntoIterator<Item = Option<proto::v1::Record>>,
-) -> Result<Vec<Vec<u8>>, Error> {
+) -> Result<Vec<Bytes>, Error> {
     requests
         .into_iter()
         .map(|record| {
             record
-                .map(|r| r.value.to_vec())
+                .map(|r| r.value)
                 .ok_or_else(|| Error::InvalidArgument("record is required".into()))
         })
         .collect()
@@ -134,7 +135,7 @@ impl<L: CommitLog> LogApi for LogService<L> {
         crate::metrics::observe_grpc("ProduceStream", async move {
             let mut inbound = request.into_inner();
             let (requests_tx, mut requests) =
-                mpsc::channel::<Result<Vec<u8>, Status>>(self.config.produce_stream_batch_max);
+                mpsc::channel::<Result<Bytes, Status>>(self.config.produce_stream_batch_max);
             let limit = self.log.record_bytes_max();
             let (responses, out) = mpsc::channel(STREAM_BUFFER);
             let shutdown = self.shutdown.clone();

@@ -59,7 +59,7 @@ pub fn router<L: CommitLog>(
 }
 
 /// Base64 as proto3 JSON accepts it: standard or URL-safe, padded or not.
-fn decode_base64(text: &str) -> Result<Vec<u8>, Error> {
+fn decode_base64(text: &str) -> Result<Bytes, Error> {
     const LENIENT: GeneralPurposeConfig =
         GeneralPurposeConfig::new().with_decode_padding_mode(DecodePaddingMode::Indifferent);
     const STANDARD: GeneralPurpose = GeneralPurpose::new(&base64::alphabet::STANDARD, LENIENT);
@@ -67,6 +67,7 @@ fn decode_base64(text: &str) -> Result<Vec<u8>, Error> {
     STANDARD
         .decode(text)
         .or_else(|_| URL_SAFE.decode(text))
+        .map(Bytes::from)
         .map_err(|e| Error::InvalidArgument(format!("record.value is not valid base64: {e}")))
 }
 

@@ -2,6 +2,7 @@
 
 use std::sync::Arc;
 
+use bytes::Bytes;
 use log_core::{Log, Record};
 use tokio::sync::{Semaphore, watch};
 
@@ -126,10 +127,10 @@ impl CommitLog for LocalLog {
         skip_all,
         fields(
             records = attribute(values.len()),
-            bytes = attribute(values.iter().map(Vec::len).sum::<usize>()),
+            bytes = attribute(values.iter().map(Bytes::len).sum::<usize>()),
         )
     )]
-    async fn append(&self, values: Vec<Vec<u8>>) -> Result<u64> {
+    async fn append(&self, values: Vec<Bytes>) -> Result<u64> {
         let count = u32::try_from(values.len()).unwrap_or(u32::MAX);
         if count > self.in_flight_max {
             return Err(Error::InvalidArgument(format!(
@@ -284,14 +285,14 @@ mod tests {
             .try_acquire_many_owned(3)
             .expect("permits");
         let error = log
-            .append(vec![b"a".to_vec(), b"b".to_vec()])
+            .append(vec![Bytes::from_static(b"a"), Bytes::from_static(b"b")])
             .await
             .expect_err("overloaded");
         assert!(matches!(error, Error::Overloaded(_)), "{error:?}");
         assert_eq!(log.info().next_offset, 0, "nothing was written");
         drop(held);
         assert_eq!(
-            log.append(vec![b"a".to_vec(), b"b".to_vec()])
+            log.append(vec![Bytes::from_static(b"a"), Bytes::from_static(b"b")])
                 .await
                 .expect("append"),
             0
@@ -308,7 +309,9 @@ mod tests {
             log.read(0).await,
             Err(Error::OutOfRange { next: 0, .. })
         ));
-        log.append(vec![b"x".to_vec(); 3]).await.expect("append");
+        log.append(vec![Bytes::from_static(b"x"); 3])
+            .await
+            .expect("append");
         assert!(commit.has_changed().expect("sender alive"));
         assert_eq!(*commit.borrow_and_update(), 3);
         assert_eq!(
@@ -329,7 +332,10 @@ mod tests {
     async fn oversize_records_are_refused_with_the_limit() {
         let dir = tempfile::tempdir().expect("tempdir");
         let log = local(dir.path(), 100);
-        let error = log.append(vec![vec![0; 17]]).await.expect_err("too large");
+        let error = log
+            .append(vec![vec![0; 17].into()])
+            .await
+            .expect_err("too large");
         assert_eq!(
             error,
             Error::RecordTooLarge {

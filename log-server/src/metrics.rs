@@ -22,6 +22,7 @@ use std::time::Instant;
 use axum::extract::{MatchedPath, Request};
 use axum::middleware::Next;
 use axum::response::Response;
+use bytes::Bytes;
 use log_core::Record;
 use tokio::sync::watch;
 
@@ -59,9 +60,9 @@ fn count_consumed(records: &[Record]) {
 pub struct Instrumented<L>(pub Arc<L>);
 
 impl<L: CommitLog> CommitLog for Instrumented<L> {
-    async fn append(&self, values: Vec<Vec<u8>>) -> Result<u64> {
+    async fn append(&self, values: Vec<Bytes>) -> Result<u64> {
         let records = values.len() as u64;
-        let bytes: usize = values.iter().map(Vec::len).sum();
+        let bytes: usize = values.iter().map(Bytes::len).sum();
         let result = self.0.append(values).await;
         count_error(&result);
         if result.is_ok() {

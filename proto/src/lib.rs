@@ -44,7 +44,7 @@ pub fn code_name(code: tonic::Code) -> &'static str {
 impl From<log_core::Record> for v1::Record {
     fn from(record: log_core::Record) -> Self {
         Self {
-            value: record.value.into(),
+            value: record.value,
             offset: record.offset,
             timestamp_ms: record.timestamp_ms,
         }

@@ -93,16 +93,16 @@ fn an_fsync_failure_fails_every_waiter_and_later_writes() {
     assert!(matches!(log.sync(), Err(Error::Failed { .. })));
     assert!(matches!(log.truncate_suffix(0), Err(Error::Failed { .. })));
     // Reads still work, and close refuses to mark the directory clean.
-    assert_eq!(log.read(0).expect("read").value, b"durable");
+    assert_eq!(log.read(0).expect("read").value, &b"durable"[..]);
     assert!(matches!(log.close(), Err(Error::Failed { .. })));
     drop(log);
     let reopened = Log::open(dir.path(), always()).expect("reopen");
     assert!(!reopened.opened_clean());
-    assert_eq!(reopened.read(0).expect("read").value, b"durable");
+    assert_eq!(reopened.read(0).expect("read").value, &b"durable"[..]);
     let offset = reopened
         .append(&Record::new(b"after".to_vec()))
         .expect("append after reopen");
-    assert_eq!(reopened.read(offset).expect("read").value, b"after");
+    assert_eq!(reopened.read(offset).expect("read").value, &b"after"[..]);
 }
 
 /// Goal: with `interval`, appends return before their sync and the
@@ -169,5 +169,5 @@ fn a_panic_while_writing_fails_the_log() {
         log.append(&Record::new(b"after".to_vec())),
         Err(Error::Failed { .. })
     ));
-    assert_eq!(log.read(0).expect("reads still work").value, b"before");
+    assert_eq!(log.read(0).expect("reads still work").value, &b"before"[..]);
 }
