@@ -82,6 +82,15 @@ pub trait CommitLog: Send + Sync + 'static {
     /// Largest record payload accepted, in bytes.
     fn record_bytes_max(&self) -> u64;
 
+    /// Whether [`append`](Self::append) usually completes without waiting
+    /// (no fsync per append). Then a produce stream reads and appends on one
+    /// task, saving a hand-off per batch; otherwise it keeps reading while
+    /// an append waits, so the requests that arrive meanwhile form the next
+    /// batch. Either way the results are the same.
+    fn appends_inline(&self) -> bool {
+        false
+    }
+
     /// The servers clients may call.
     fn servers(&self) -> Vec<ServerInfo>;
 

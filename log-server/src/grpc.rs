@@ -4,7 +4,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use futures_util::Stream;
+use futures_util::{FutureExt as _, Stream};
 use proto::v1::log_server::Log as LogApi;
 use proto::v1::{
     ConsumeBatchRequest, ConsumeBatchResponse, ConsumeRequest, ConsumeResponse, GetLogInfoRequest,
@@ -79,6 +79,96 @@ fn values(
         .collect()
 }
 
+impl<L: CommitLog> LogService<L> {
+    /// [`LogApi::produce_stream`] for a log whose appends do not wait (see
+    /// [`CommitLog::appends_inline`]): one task reads what has arrived (up
+    /// to the batch limit, without waiting for more), appends it, answers,
+    /// and reads again. Same results, one hand-off fewer per batch.
+    fn produce_stream_one_task(
+        &self,
+        mut inbound: Streaming<ProduceRequest>,
+    ) -> Response<ResponseStream<ProduceResponse>> {
+        let (responses, out) = mpsc::channel(STREAM_BUFFER);
+        let log = Arc::clone(&self.log);
+        let limit = log.record_bytes_max();
+        let batch_max = self.config.produce_stream_batch_max;
+        let shutdown = self.shutdown.clone();
+        crate::trace::spawn(async move {
+            let _open = crate::metrics::OpenStream::new("produce");
+            let mut good = Vec::with_capacity(batch_max);
+            loop {
+                let next = tokio::select! {
+                    biased;
+                    () = shutdown.cancelled() => {
+                        // The client must learn that requests it sent may
+                        // be unread.
+                        let _ = responses.send(Err(shutting_down())).await;
+                        return;
+                    }
+                    next = inbound.message() => next,
+                };
+                let mut step = take(next, limit, &mut good);
+                while matches!(step, Take::More) && good.len() < batch_max {
+                    // `message` is cancel-safe: dropping a pending call
+                    // loses nothing.
+                    match inbound.message().now_or_never() {
+                        Some(next) => step = take(next, limit, &mut good),
+                        None => break,
+                    }
+                }
+                if !good.is_empty() {
+                    let count = good.len() as u64;
+                    match log.append(std::mem::take(&mut good)).await {
+                        Ok(first) => {
+                            for offset in first..first + count {
+                                if responses
+                                    .send(Ok(ProduceResponse { offset }))
+                                    .await
+                                    .is_err()
+                                {
+                                    return;
+                                }
+                            }
+                        }
+                        Err(error) => step = Take::Fail(error.into()),
+                    }
+                }
+                match step {
+                    Take::More => {}
+                    Take::End => return,
+                    Take::Fail(status) => {
+                        let _ = responses.send(Err(status)).await;
+                        return;
+                    }
+                }
+            }
+        });
+        Response::new(Box::pin(ReceiverStream::new(out)) as ResponseStream<ProduceResponse>)
+    }
+}
+
+/// What reading one more produce request gave.
+enum Take {
+    /// A good request, queued: read on.
+    More,
+    /// The client finished the stream.
+    End,
+    /// A bad request or a broken stream: the requests before it are
+    /// appended and acknowledged, then the stream ends with this.
+    Fail(Status),
+}
+
+fn take(next: Result<Option<ProduceRequest>, Status>, limit: u64, good: &mut Vec<Bytes>) -> Take {
+    match next.and_then(|request| request.map(|r| checked_value(r, limit)).transpose()) {
+        Ok(Some(value)) => {
+            good.push(value);
+            Take::More
+        }
+        Ok(None) => Take::End,
+        Err(status) => Take::Fail(status),
+    }
+}
+
 #[tonic::async_trait]
 impl<L: CommitLog> LogApi for LogService<L> {
     async fn produce(
@@ -134,6 +224,9 @@ impl<L: CommitLog> LogApi for LogService<L> {
     ) -> Result<Response<Self::ProduceStreamStream>, Status> {
         crate::metrics::observe_grpc("ProduceStream", async move {
             let mut inbound = request.into_inner();
+            if self.log.appends_inline() {
+                return Ok(self.produce_stream_one_task(inbound));
+            }
             let (requests_tx, mut requests) =
                 mpsc::channel::<Result<Bytes, Status>>(self.config.produce_stream_batch_max);
             let limit = self.log.record_bytes_max();

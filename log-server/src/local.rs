@@ -243,6 +243,10 @@ impl CommitLog for LocalLog {
         self.commit.subscribe()
     }
 
+    fn appends_inline(&self) -> bool {
+        self.log.config().fsync != log_core::FsyncPolicy::Always
+    }
+
     fn record_bytes_max(&self) -> u64 {
         self.log.config().record_bytes_max
     }

@@ -98,6 +98,10 @@ impl<L: CommitLog> CommitLog for Instrumented<L> {
         self.0.watch_commit()
     }
 
+    fn appends_inline(&self) -> bool {
+        self.0.appends_inline()
+    }
+
     fn record_bytes_max(&self) -> u64 {
         self.0.record_bytes_max()
     }

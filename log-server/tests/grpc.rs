@@ -77,81 +77,105 @@ async fn produce_batch_and_consume_batch_use_dense_offsets() {
 
 #[tokio::test]
 async fn produce_stream_pipelines_and_answers_in_order() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let server = TestServer::start(dir.path()).await;
-    let mut client = server.client().await;
-    let requests = tokio_stream::iter((0..2000u32).map(|i| ProduceRequest {
-        record: Some(record(&i.to_be_bytes())),
-    }));
-    let mut responses = client
-        .produce_stream(requests)
-        .await
-        .expect("stream")
-        .into_inner();
-    let mut expected = 0;
-    while let Some(response) = responses.next().await {
-        assert_eq!(response.expect("response").offset, expected);
-        expected += 1;
-    }
-    assert_eq!(expected, 2000);
-    for offset in [0u64, 999, 1999] {
-        let got = client
-            .consume(ConsumeRequest { offset })
+    // Both produce-stream designs: one task (appends that do not wait) and
+    // reader + appender (appends that wait for an fsync).
+    for fsync in [log_core::FsyncPolicy::Never, log_core::FsyncPolicy::Always] {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let server = TestServer::start_with(
+            dir.path(),
+            log_core::Config {
+                fsync,
+                ..common::log_config()
+            },
+            log_server::ServerConfig::default(),
+        )
+        .await;
+        let mut client = server.client().await;
+        let requests = tokio_stream::iter((0..2000u32).map(|i| ProduceRequest {
+            record: Some(record(&i.to_be_bytes())),
+        }));
+        let mut responses = client
+            .produce_stream(requests)
             .await
-            .expect("consume")
-            .into_inner()
-            .record
-            .expect("record");
-        assert_eq!(&got.value[..], &(offset as u32).to_be_bytes());
+            .expect("stream")
+            .into_inner();
+        let mut expected = 0;
+        while let Some(response) = responses.next().await {
+            assert_eq!(response.expect("response").offset, expected);
+            expected += 1;
+        }
+        assert_eq!(expected, 2000);
+        for offset in [0u64, 999, 1999] {
+            let got = client
+                .consume(ConsumeRequest { offset })
+                .await
+                .expect("consume")
+                .into_inner()
+                .record
+                .expect("record");
+            assert_eq!(&got.value[..], &(offset as u32).to_be_bytes());
+        }
+        server.stop().await;
     }
-    server.stop().await;
 }
 
 #[tokio::test]
 async fn produce_stream_acknowledges_good_records_before_a_bad_one_then_fails() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let server = TestServer::start(dir.path()).await;
-    let mut client = server.client().await;
-    let requests = vec![
-        ProduceRequest {
-            record: Some(record(b"ok-0")),
-        },
-        ProduceRequest {
-            record: Some(record(b"ok-1")),
-        },
-        ProduceRequest {
-            record: Some(record(&vec![0; (1 << 16) + 1])),
-        },
-        ProduceRequest {
-            record: Some(record(b"never")),
-        },
-    ];
-    let mut responses = client
-        .produce_stream(tokio_stream::iter(requests))
-        .await
-        .expect("stream")
-        .into_inner();
-    assert_eq!(
-        responses.next().await.expect("first").expect("ok").offset,
-        0
-    );
-    assert_eq!(
-        responses.next().await.expect("second").expect("ok").offset,
-        1
-    );
-    let error = responses
-        .next()
-        .await
-        .expect("third")
-        .expect_err("too large");
-    assert_eq!(error.code(), Code::InvalidArgument);
-    assert!(error.message().contains("65536"), "{}", error.message());
-    assert_eq!(
-        server.log.next_offset(),
-        2,
-        "nothing after the bad record was written"
-    );
-    server.stop().await;
+    // Both produce-stream designs: one task (appends that do not wait) and
+    // reader + appender (appends that wait for an fsync).
+    for fsync in [log_core::FsyncPolicy::Never, log_core::FsyncPolicy::Always] {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let server = TestServer::start_with(
+            dir.path(),
+            log_core::Config {
+                fsync,
+                ..common::log_config()
+            },
+            log_server::ServerConfig::default(),
+        )
+        .await;
+        let mut client = server.client().await;
+        let requests = vec![
+            ProduceRequest {
+                record: Some(record(b"ok-0")),
+            },
+            ProduceRequest {
+                record: Some(record(b"ok-1")),
+            },
+            ProduceRequest {
+                record: Some(record(&vec![0; (1 << 16) + 1])),
+            },
+            ProduceRequest {
+                record: Some(record(b"never")),
+            },
+        ];
+        let mut responses = client
+            .produce_stream(tokio_stream::iter(requests))
+            .await
+            .expect("stream")
+            .into_inner();
+        assert_eq!(
+            responses.next().await.expect("first").expect("ok").offset,
+            0
+        );
+        assert_eq!(
+            responses.next().await.expect("second").expect("ok").offset,
+            1
+        );
+        let error = responses
+            .next()
+            .await
+            .expect("third")
+            .expect_err("too large");
+        assert_eq!(error.code(), Code::InvalidArgument);
+        assert!(error.message().contains("65536"), "{}", error.message());
+        assert_eq!(
+            server.log.next_offset(),
+            2,
+            "nothing after the bad record was written"
+        );
+        server.stop().await;
+    }
 }
 
 #[tokio::test]
