@@ -20,6 +20,17 @@ use common::{Node, proglog};
 /// Clients of the example policy, each with a certificate from the test CA.
 const PRINCIPALS: [&str; 3] = ["root", "reader", "nobody"];
 
+/// A node certificate from `ca` (CN node-0) for 127.0.0.1 and `localhost`.
+fn node_certificate(ca: &CertificateAuthority) -> CertificateAndKey {
+    ca.issue_node(
+        "node-0",
+        &["localhost".to_owned()],
+        &[IpAddr::V4(Ipv4Addr::LOCALHOST)],
+        Validity::days_from_now(1),
+    )
+    .expect("node certificate")
+}
+
 /// Certificates and policies in a temporary directory.
 struct Pki {
     dir: tempfile::TempDir,
@@ -35,16 +46,7 @@ impl Pki {
             .expect("CA");
         let pki = Self { dir, ca };
         pki.save("ca", pki.ca.files());
-        let node = pki
-            .ca
-            .issue_node(
-                "node-0",
-                &["localhost".to_owned()],
-                &[IpAddr::V4(Ipv4Addr::LOCALHOST)],
-                Validity::days_from_now(1),
-            )
-            .expect("node certificate");
-        pki.save("node", &node);
+        pki.save("node", &node_certificate(&pki.ca));
         for principal in PRINCIPALS {
             pki.client(principal, Validity::days_from_now(1));
         }
@@ -594,15 +596,7 @@ fn sighup_reloads_the_certificate_and_policy_and_refuses_a_broken_policy() {
         !before.status.success(),
         "the old certificate is from the first CA"
     );
-    let node_cert = second_ca
-        .issue_node(
-            "node-0",
-            &["localhost".to_owned()],
-            &[IpAddr::V4(Ipv4Addr::LOCALHOST)],
-            Validity::days_from_now(1),
-        )
-        .expect("node certificate");
-    pki.save("node", &node_cert);
+    pki.save("node", &node_certificate(&second_ca));
     pki.write_policy(
         "policy.polar",
         &format!("{example}\nallow(client: Client, \"produce\", _log: Log) if client.name = \"reader\";\n"),

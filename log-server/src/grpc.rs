@@ -120,14 +120,8 @@ impl<L: CommitLog> LogService<L> {
                     let count = good.len() as u64;
                     match log.append(std::mem::take(&mut good)).await {
                         Ok(first) => {
-                            for offset in first..first + count {
-                                if responses
-                                    .send(Ok(ProduceResponse { offset }))
-                                    .await
-                                    .is_err()
-                                {
-                                    return;
-                                }
+                            if !acknowledge(&responses, first, count).await {
+                                return;
                             }
                         }
                         Err(error) => step = Take::Fail(error.into()),
@@ -145,6 +139,25 @@ impl<L: CommitLog> LogService<L> {
         });
         Response::new(Box::pin(ReceiverStream::new(out)) as ResponseStream<ProduceResponse>)
     }
+}
+
+/// Answers the `count` records appended from `first`, in order; `false`
+/// if the client is gone.
+async fn acknowledge(
+    responses: &mpsc::Sender<Result<ProduceResponse, Status>>,
+    first: u64,
+    count: u64,
+) -> bool {
+    for offset in first..first + count {
+        if responses
+            .send(Ok(ProduceResponse { offset }))
+            .await
+            .is_err()
+        {
+            return false;
+        }
+    }
+    true
 }
 
 /// What reading one more produce request gave.
@@ -297,14 +310,8 @@ impl<L: CommitLog> LogApi for LogService<L> {
                         let count = good.len() as u64;
                         match log.append(good).await {
                             Ok(first) => {
-                                for offset in first..first + count {
-                                    if responses
-                                        .send(Ok(ProduceResponse { offset }))
-                                        .await
-                                        .is_err()
-                                    {
-                                        return;
-                                    }
+                                if !acknowledge(&responses, first, count).await {
+                                    return;
                                 }
                             }
                             Err(error) => failure = Some(error.into()),
