@@ -32,7 +32,11 @@ pub async fn run(config: AgentConfig, security: Security) -> anyhow::Result<()> 
     let shutdown = CancellationToken::new();
     let security = Arc::new(security);
     let signals = tokio::spawn(wait_for_signal(shutdown.clone()));
-    let reloads = tokio::spawn(reload_on_hangup(Arc::clone(&security)));
+    // Installed here, before anything listens: SIGHUP's default action
+    // would end the process.
+    let hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+        .context("installing the SIGHUP handler")?;
+    let reloads = tokio::spawn(reload_on_hangup(hangup, Arc::clone(&security)));
     let result = run_until(config, &security, shutdown.clone()).await;
     signals.abort();
     reloads.abort();
@@ -64,12 +68,7 @@ async fn wait_for_signal(shutdown: CancellationToken) {
 }
 
 /// Reloads certificates and policy on every SIGHUP.
-async fn reload_on_hangup(security: Arc<Security>) {
-    use tokio::signal::unix::{SignalKind, signal};
-    let Ok(mut hangup) = signal(SignalKind::hangup()) else {
-        tracing::error!("cannot install the SIGHUP handler; reload needs a restart");
-        return;
-    };
+async fn reload_on_hangup(mut hangup: tokio::signal::unix::Signal, security: Arc<Security>) {
     while hangup.recv().await.is_some() {
         let security = Arc::clone(&security);
         match tokio::task::spawn_blocking(move || security.reload()).await {

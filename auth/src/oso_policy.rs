@@ -28,7 +28,6 @@ use crate::error::{Error, Result};
 use crate::subject::Subject;
 use crate::tls::read_file;
 
-/// The Polar class of an authenticated caller.
 /// The shipped default policy (`auth/policies/default.polar`): `root` may do
 /// everything, `node-*` may replicate, nobody else anything.
 pub const DEFAULT_POLICY: &str = include_str!("../policies/default.polar");
@@ -37,6 +36,7 @@ pub const DEFAULT_POLICY: &str = include_str!("../policies/default.polar");
 /// anonymous included, may do everything.
 pub const DEV_POLICY: &str = include_str!("../policies/dev.polar");
 
+/// The Polar class of an authenticated caller.
 #[derive(Clone)]
 struct Client {
     name: String,

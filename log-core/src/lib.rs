@@ -46,7 +46,7 @@ pub use config::{
 };
 pub use error::{Error, Result};
 pub use index::ENTRY_BYTES as INDEX_ENTRY_BYTES;
-pub use log::{Log, OFFSET_LIMIT, SyncTicket};
+pub use log::{Deferred, Log, OFFSET_LIMIT, SyncTicket};
 pub use reader::LogReader;
 pub use record::{
     FRAME_HEADER_BYTES, FRAME_VERSION, FrameError, FrameMeta, Record, RecordKind, check_frame,

@@ -69,7 +69,6 @@ struct Shared {
     append_seconds: metrics::Histogram,
 }
 
-/// The appender's state, behind one mutex.
 /// An append's pending durability; see [`Log::append_batch_deferred`].
 #[derive(Debug)]
 #[must_use = "records are not acknowledged until the ticket is waited for"]
@@ -78,6 +77,25 @@ pub struct SyncTicket {
     started: std::time::Instant,
 }
 
+/// What [`Log::append_batch_deferred`] did.
+#[derive(Debug)]
+#[must_use = "a written batch is acknowledged only after its ticket, if any, is waited for"]
+pub enum Deferred {
+    /// The records are written from offset `first`; with a ticket, the
+    /// policy wants them durable before they are acknowledged.
+    Written {
+        /// The first record's offset.
+        first: u64,
+        /// The fsync wait the caller must do, if any.
+        ticket: Option<SyncTicket>,
+    },
+    /// Nothing was written: the batch does not fit the active segment, and
+    /// rolling to a new one means an fsync of the old one. Append it with
+    /// [`Log::append_batch`] from a thread that may block.
+    WouldRoll,
+}
+
+/// The appender's state, behind one mutex.
 struct Writer {
     active: Arc<Segment>,
     /// Reused encode buffer for a batch of frames.
@@ -299,27 +317,34 @@ impl Log {
     /// [`append_batch`](Self::append_batch) that never waits for an fsync:
     /// it writes the records and returns the first offset and, when the
     /// fsync policy wants them durable before they are acknowledged
-    /// (`Always`, or `Interval` past its byte bound), a [`SyncTicket`]. The
+    /// (`Interval` past its byte bound, or `Always`), a [`SyncTicket`]. The
     /// caller must then pass the ticket to [`wait_synced`](Self::wait_synced)
-    /// before acknowledging the records.
+    /// before acknowledging the records. A batch that would roll the
+    /// segment (which syncs the old one) is not written:
+    /// [`Deferred::WouldRoll`].
     ///
     /// This lets an async server write on its own thread (a write reaches
-    /// the page cache in microseconds) and hand only the fsync wait to a
-    /// thread that may block. Without a ticket the records are as durable as
-    /// the policy promises once this returns.
+    /// the page cache in microseconds) and hand only fsync waits to a thread
+    /// that may block. Without a ticket the records are as durable as the
+    /// policy promises once this returns. It waits for the writer lock like
+    /// any append; retention holds that lock while it deletes segment files.
+    /// Under `Always` prefer [`append_batch`](Self::append_batch): only it
+    /// takes part in group commit's gathering of concurrent appends.
     ///
     /// # Errors
     /// As [`append_batch`](Self::append_batch).
-    pub fn append_batch_deferred(&self, records: &[Record]) -> Result<(u64, Option<SyncTicket>)> {
+    pub fn append_batch_deferred(&self, records: &[Record]) -> Result<Deferred> {
         let started = std::time::Instant::now();
-        let (first, wait) = self.shared.append_unsynced(None, records)?;
+        let Some((first, wait)) = self.shared.append_unsynced(None, records, false)? else {
+            return Ok(Deferred::WouldRoll);
+        };
         let ticket = wait.map(|sequence| SyncTicket { sequence, started });
         if ticket.is_none() {
             self.shared
                 .append_seconds
                 .record(started.elapsed().as_secs_f64());
         }
-        Ok((first, ticket))
+        Ok(Deferred::Written { first, ticket })
     }
 
     /// Waits until the append that returned `ticket` is durable (joining
@@ -743,7 +768,9 @@ impl Shared {
         let _appender =
             (self.config.fsync == FsyncPolicy::Always).then(|| self.group_commit.enter());
         let started = std::time::Instant::now();
-        let (first, wait) = self.append_unsynced(expected, records)?;
+        let (first, wait) = self
+            .append_unsynced(expected, records, true)?
+            .expect("an append that may roll always writes");
         if let Some(sequence) = wait {
             self.wait_durable(sequence)?;
         }
@@ -754,12 +781,14 @@ impl Shared {
 
     /// Writes `records`; returns the first offset and, when the fsync policy
     /// wants them durable before they are acknowledged, the append's
-    /// sequence number to wait for.
+    /// sequence number to wait for. Without `may_roll`, a batch that does
+    /// not fit the active segment is not written (`None`).
     fn append_unsynced(
         &self,
         expected: Option<u64>,
         records: &[Record],
-    ) -> Result<(u64, Option<u64>)> {
+        may_roll: bool,
+    ) -> Result<Option<(u64, Option<u64>)>> {
         self.check_writable()?;
         let limit = self.config.record_bytes_max;
         if let Some(record) = records.iter().find(|r| r.value.len() as u64 > limit) {
@@ -780,7 +809,7 @@ impl Shared {
             });
         }
         if records.is_empty() {
-            return Ok((first, None));
+            return Ok(Some((first, None)));
         }
         if OFFSET_LIMIT.saturating_sub(first) < records.len() as u64 {
             return Err(Error::OutOfRange {
@@ -788,6 +817,15 @@ impl Shared {
                 lowest: self.lowest_offset.load(Ordering::Acquire),
                 next: first,
             });
+        }
+        if !may_roll {
+            let frame_bytes = records.iter().map(|r| r.frame_bytes() as u64).sum();
+            if !writer
+                .active
+                .fits(frame_bytes, records.len() as u64, &self.config)
+            {
+                return Ok(None);
+            }
         }
         let bytes = self.fail_on_error(self.write_locked(&mut writer, first, records))?;
         writer.sequence += 1;
@@ -801,7 +839,7 @@ impl Shared {
             } => self.bytes_since_sync.fetch_add(bytes, Ordering::AcqRel) + bytes >= threshold,
             FsyncPolicy::Never => false,
         };
-        Ok((first, wait.then_some(sequence)))
+        Ok(Some((first, wait.then_some(sequence))))
     }
 
     /// Writes `records` from offset `first`, rolling segments as needed;

@@ -81,7 +81,9 @@ pub struct Record {
     /// User data or internal entry.
     pub kind: RecordKind,
     /// The payload. Shared, not copied: a read batch's values are slices
-    /// of one buffer, and a server can hand them on as they are.
+    /// of one buffer, and a server can hand them on as they are. So a value
+    /// kept from a read keeps its whole batch's buffer alive; copy it
+    /// (`Bytes::copy_from_slice`) to keep one small value for long.
     pub value: Bytes,
 }
 

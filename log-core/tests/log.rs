@@ -6,8 +6,8 @@ use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use log_core::{
-    Config, Error, FRAME_HEADER_BYTES, FsyncPolicy, INDEX_ENTRY_BYTES, Log, Record, RecordKind,
-    Retention,
+    Config, Deferred, Error, FRAME_HEADER_BYTES, FsyncPolicy, INDEX_ENTRY_BYTES, Log, Record,
+    RecordKind, Retention,
 };
 
 fn small() -> Config {
@@ -616,9 +616,12 @@ fn a_deferred_append_returns_a_sync_ticket_exactly_when_the_policy_wants_one() {
         let mut next = 0;
         for (batch, wanted) in tickets.into_iter().enumerate() {
             let syncs = log.sync_count();
-            let (first, ticket) = log
+            let Deferred::Written { first, ticket } = log
                 .append_batch_deferred(&records(if batch == 2 { 1 } else { 4 }))
-                .expect("append");
+                .expect("append")
+            else {
+                panic!("{fsync:?} batch {batch}: the segment has room");
+            };
             assert_eq!(first, next, "{fsync:?} batch {batch}");
             next = log.next_offset();
             assert_eq!(ticket.is_some(), wanted, "{fsync:?} batch {batch}");
@@ -634,4 +637,28 @@ fn a_deferred_append_returns_a_sync_ticket_exactly_when_the_policy_wants_one() {
         }
         assert_eq!(log.read_batch(0, u64::MAX, 100).expect("read").len(), 9);
     }
+}
+
+/// Goal: a deferred append never rolls the segment (a roll syncs the old
+/// one): a batch that does not fit is refused whole, and an ordinary append
+/// then rolls and writes it.
+#[test]
+fn a_deferred_append_that_would_roll_writes_nothing() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let log = Log::open(dir.path(), small()).expect("open");
+    fill(&log, 0, 9);
+    let batch = [Record::new(value(9)), Record::new(value(10))];
+    let refused = log.append_batch_deferred(&batch).expect("deferred");
+    assert!(matches!(refused, Deferred::WouldRoll), "{refused:?}");
+    assert_eq!(log.next_offset(), 9, "nothing was written");
+    assert_eq!(log.segment_count(), 1);
+    assert_eq!(log.append_batch(&batch).expect("append"), 9);
+    assert_eq!(log.segment_count(), 2, "the ordinary append rolled");
+    let read: Vec<_> = log
+        .read_batch(0, u64::MAX, 100)
+        .expect("read")
+        .into_iter()
+        .map(|r| r.value.to_vec())
+        .collect();
+    assert_eq!(read, (0..11).map(value).collect::<Vec<_>>());
 }

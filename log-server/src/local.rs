@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use bytes::Bytes;
-use log_core::{Log, Record};
+use log_core::{Deferred, Log, Record};
 use tokio::sync::{Semaphore, watch};
 
 use crate::commit_log::{CommitLog, LogInfo, ServerInfo};
@@ -19,9 +19,10 @@ use crate::error::{Error, Result};
 /// `interval` and `never` (a copy into the page cache) and reads from the
 /// newest segment (written last, so in the page cache). That saved ~50 µs of
 /// a one-at-a-time produce's ~145 µs and 15–25 % of pipelined produce and
-/// consume throughput (`make compare`; see bench/results/latest.md). A
-/// segment roll inside an inline append (a few ms, once per segment) is the
-/// one disk wait left on the request's thread.
+/// consume throughput (`make compare`; see bench/results/latest.md). An
+/// append that would roll the segment (which syncs the old one) goes to the
+/// blocking pool too. What is left on the request's thread: waiting for the
+/// writer lock while retention deletes old segment files.
 pub struct LocalLog {
     log: Arc<Log>,
     commit: Arc<watch::Sender<u64>>,
@@ -85,9 +86,13 @@ fn attribute(value: impl TryInto<i64>) -> i64 {
 /// Makes the records below `end` visible to consumers.
 ///
 /// Appends complete out of order across tasks: the commit offset only moves
-/// forward, and only over records whose append has returned. With one
-/// appender at a time in log-core, an append that returned covers every
-/// offset below its own end.
+/// forward, over the end of an append that has written its records. With one
+/// appender at a time in log-core, that covers every offset below. Under
+/// `always` an append publishes after its fsync, and fsyncs cover every
+/// earlier write, so visible records are durable. Under `interval` and
+/// `never` visibility never waited for durability: a later append may
+/// publish records whose producer still waits for the sync past the byte
+/// bound (and if that sync fails, the log fails).
 fn publish(commit: &watch::Sender<u64>, end: u64) {
     commit.send_if_modified(|commit| {
         let moved = end > *commit;
@@ -168,19 +173,30 @@ impl CommitLog for LocalLog {
             // Inline (see the type's docs). No await between the write and
             // the publication, so a cancelled request cannot leave written
             // records invisible.
-            let (first, ticket) = log.append_batch_deferred(&records)?;
-            let Some(ticket) = ticket else {
-                publish(&commit, first + count);
-                drop(permit);
-                return Ok(first);
-            };
-            return blocking(move || {
-                let _permit = permit;
-                log.wait_synced(ticket)?;
-                publish(&commit, first + count);
-                Ok(first)
-            })
-            .await;
+            match log.append_batch_deferred(&records)? {
+                Deferred::Written {
+                    first,
+                    ticket: None,
+                } => {
+                    publish(&commit, first + count);
+                    drop(permit);
+                    return Ok(first);
+                }
+                Deferred::Written {
+                    first,
+                    ticket: Some(ticket),
+                } => {
+                    return blocking(move || {
+                        let _permit = permit;
+                        log.wait_synced(ticket)?;
+                        publish(&commit, first + count);
+                        Ok(first)
+                    })
+                    .await;
+                }
+                // A roll syncs the old segment: below, on the blocking pool.
+                Deferred::WouldRoll => {}
+            }
         }
         // The permit and the commit publication live in the blocking task, not
         // in this future: a client that cancels drops the future, but the
