@@ -830,8 +830,9 @@ impl Shared {
         let bytes = self.fail_on_error(self.write_locked(&mut writer, first, records))?;
         writer.sequence += 1;
         let sequence = writer.sequence;
-        drop(writer);
-        self.group_commit.written(sequence, records.len() as u64);
+        // Counted under the writer lock, where a sync takes its snapshot and
+        // resets the count: bytes written after the snapshot always count
+        // toward the next bound.
         let wait = match self.config.fsync {
             FsyncPolicy::Always => true,
             FsyncPolicy::Interval {
@@ -839,6 +840,8 @@ impl Shared {
             } => self.bytes_since_sync.fetch_add(bytes, Ordering::AcqRel) + bytes >= threshold,
             FsyncPolicy::Never => false,
         };
+        drop(writer);
+        self.group_commit.written(sequence, records.len() as u64);
         Ok(Some((first, wait.then_some(sequence))))
     }
 
@@ -933,9 +936,10 @@ impl Shared {
     fn sync_now(&self) -> Result<u64> {
         let (active, sequence) = {
             let writer = self.lock_writer();
+            // What this sync covers is exactly what was counted so far.
+            self.bytes_since_sync.store(0, Ordering::Release);
             (Arc::clone(&writer.active), writer.sequence)
         };
-        self.bytes_since_sync.store(0, Ordering::Release);
         active.store().sync()?;
         Ok(sequence)
     }
