@@ -29,7 +29,8 @@ use tokio::net::TcpStream;
 
 use crate::config::AgentConfig;
 
-/// Decisions remembered per policy; on overflow the memory starts afresh.
+/// Subjects whose decisions are remembered per policy; on overflow the
+/// memory starts afresh.
 /// Policies depend only on the subject and the action (there is one
 /// resource), so a decision never goes stale until the policy is replaced.
 const DECISIONS_MAX: usize = 4096;
@@ -210,7 +211,7 @@ struct PolicyAccess {
 
 struct Decisions {
     authorizer: Arc<dyn Authorizer>,
-    known: Mutex<HashMap<(Option<String>, auth::Action), bool>>,
+    known: Mutex<Known>,
 }
 
 impl PolicyAccess {
@@ -233,14 +234,12 @@ impl Decisions {
     fn new(authorizer: Arc<dyn Authorizer>) -> Self {
         Self {
             authorizer,
-            known: Mutex::new(HashMap::new()),
+            known: Mutex::new(Known::default()),
         }
     }
 
     fn allows(&self, subject: Option<&str>, action: auth::Action) -> bool {
-        let key = (subject.map(str::to_owned), action);
-        let known = |known: &HashMap<_, bool>| known.get(&key).copied();
-        if let Some(decision) = known(&self.lock()) {
+        if let Some(decision) = self.lock().get(subject, action) {
             return decision;
         }
         let as_subject = match subject {
@@ -249,11 +248,7 @@ impl Decisions {
         };
         match self.authorizer.authorize(&as_subject, action) {
             Ok(decision) => {
-                let mut known = self.lock();
-                if known.len() >= DECISIONS_MAX {
-                    known.clear();
-                }
-                known.insert(key, decision);
+                self.lock().insert(subject, action, decision);
                 decision
             }
             // Never a reason to allow, and not remembered: the next
@@ -265,10 +260,40 @@ impl Decisions {
         }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<(Option<String>, auth::Action), bool>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Known> {
         self.known
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+/// Decisions by subject, one slot per action (`Action as usize`), looked
+/// up without allocating: a request only borrows its subject.
+#[derive(Default)]
+struct Known {
+    anonymous: [Option<bool>; 4],
+    named: HashMap<String, [Option<bool>; 4]>,
+}
+
+impl Known {
+    fn get(&self, subject: Option<&str>, action: auth::Action) -> Option<bool> {
+        match subject {
+            None => self.anonymous[action as usize],
+            Some(name) => self.named.get(name)?[action as usize],
+        }
+    }
+
+    fn insert(&mut self, subject: Option<&str>, action: auth::Action, decision: bool) {
+        let slots = match subject {
+            None => &mut self.anonymous,
+            Some(name) => {
+                if self.named.len() >= DECISIONS_MAX && !self.named.contains_key(name) {
+                    self.named.clear();
+                }
+                self.named.entry(name.to_owned()).or_default()
+            }
+        };
+        slots[action as usize] = Some(decision);
     }
 }
 
