@@ -1,5 +1,6 @@
 //! Fault injection for unit tests.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
@@ -70,4 +71,49 @@ pub(crate) fn wait_at_sync_gate(path: &Path) {
             .unwrap_or_else(std::sync::PoisonError::into_inner);
     }
     gate.held -= 1;
+}
+
+/// Per store file, the length an `fdatasync` of it last made durable.
+static SYNCED_BYTES: Mutex<BTreeMap<PathBuf, u64>> = Mutex::new(BTreeMap::new());
+
+fn synced_bytes() -> std::sync::MutexGuard<'static, BTreeMap<PathBuf, u64>> {
+    SYNCED_BYTES
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// Called by the store right after its `fdatasync` returned: the first
+/// `len` bytes of `path` are durable (syncs may overlap, so the most wins).
+pub(crate) fn record_synced(path: &Path, len: u64) {
+    let mut synced = synced_bytes();
+    let durable = synced.entry(path.to_owned()).or_insert(0);
+    *durable = (*durable).max(len);
+}
+
+/// Called by the store before it cuts `path` to `len` bytes.
+pub(crate) fn record_truncated(path: &Path, len: u64) {
+    if let Some(durable) = synced_bytes().get_mut(path) {
+        *durable = (*durable).min(len);
+    }
+}
+
+/// Bytes of `path` an `fdatasync` has made durable (0 if none ran).
+pub(crate) fn synced_len(path: &Path) -> u64 {
+    synced_bytes().get(path).copied().unwrap_or(0)
+}
+
+/// A power loss: cuts every store file under `dir` to the bytes an
+/// `fdatasync` covered, as if the page cache were lost. For logs whose
+/// segments were never removed (a removed file's record would linger).
+pub(crate) fn drop_unsynced_bytes(dir: &Path) {
+    for entry in std::fs::read_dir(dir).expect("read log dir") {
+        let path = entry.expect("dir entry").path();
+        if path.extension().is_some_and(|e| e == "store") {
+            let file = std::fs::OpenOptions::new()
+                .write(true)
+                .open(&path)
+                .expect("open store");
+            file.set_len(synced_len(&path)).expect("cut store");
+        }
+    }
 }
