@@ -400,6 +400,7 @@ impl<L: CommitLog> LogApi for LogService<L> {
             let records_max = u64::from(self.config.consume_records_default);
             crate::trace::spawn(async move {
                 let _open = crate::metrics::OpenStream::new("consume");
+                let wakeups = crate::metrics::follow_wakeups("grpc");
                 let mut commit = log.watch_commit();
                 loop {
                     let committed = *commit.borrow_and_update();
@@ -431,7 +432,12 @@ impl<L: CommitLog> LogApi for LogService<L> {
                         continue;
                     }
                     tokio::select! {
-                        changed = commit.changed() => if changed.is_err() { return },
+                        changed = commit.changed() => {
+                            if changed.is_err() {
+                                return;
+                            }
+                            wakeups.increment(1);
+                        }
                         () = responses.closed() => return,
                         () = shutdown.cancelled() => {
                             let _ = responses.send(Err(shutting_down())).await;

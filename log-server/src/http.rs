@@ -299,6 +299,7 @@ async fn follow<L: CommitLog>(
     let (lines, body) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(64);
     crate::trace::spawn(async move {
         let _open = crate::metrics::OpenStream::new("http_follow");
+        let wakeups = crate::metrics::follow_wakeups("http");
         let mut offset = from;
         let mut commit = state.log.watch_commit();
         loop {
@@ -338,7 +339,12 @@ async fn follow<L: CommitLog>(
                 continue;
             }
             tokio::select! {
-                changed = commit.changed() => if changed.is_err() { return },
+                changed = commit.changed() => {
+                    if changed.is_err() {
+                        return;
+                    }
+                    wakeups.increment(1);
+                }
                 () = lines.closed() => return,
                 () = state.shutdown.cancelled() => return,
             }

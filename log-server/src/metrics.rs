@@ -14,6 +14,12 @@
 //! | `proglog_consumed_records_total`, `proglog_consumed_bytes_total` | counter | |
 //! | `proglog_errors_total` | counter | `kind` |
 //! | `proglog_open_streams` | gauge | `kind` |
+//! | `proglog_follow_wakeups_total` | counter | `protocol` |
+//!
+//! `proglog_follow_wakeups_total` counts the times a tail-following stream
+//! (gRPC `ConsumeStream`, HTTP follow) woke for a new commit offset: idle
+//! followers must not wake at all, so its rate shows a polling regression or
+//! a thundering herd.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -113,6 +119,12 @@ impl<L: CommitLog> CommitLog for Instrumented<L> {
     fn is_ready(&self) -> bool {
         self.0.is_ready()
     }
+}
+
+/// The wake-up counter of one tail-following stream over `protocol`,
+/// registered once per stream rather than looked up per wake-up.
+pub(crate) fn follow_wakeups(protocol: &'static str) -> metrics::Counter {
+    metrics::counter!("proglog_follow_wakeups_total", "protocol" => protocol)
 }
 
 /// Counts an open stream of `kind` until dropped.

@@ -2,6 +2,8 @@
 
 mod common;
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use common::{CONDITION_TIMEOUT, TestServer, record};
@@ -225,55 +227,127 @@ async fn consume_stream_sends_history_then_wakes_promptly_for_new_records() {
     server.stop().await;
 }
 
-/// Goal: idle followers wait on a notification, not a polling loop.
-/// Method: open 50 caught-up ConsumeStreams, then measure this process's CPU
-/// time (server and client both live here) across one idle second.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn idle_followers_burn_no_cpu() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let server = TestServer::start(dir.path()).await;
-    let mut client = server.client().await;
-    client
-        .produce(ProduceRequest {
-            record: Some(record(b"x")),
-        })
-        .await
-        .expect("produce");
-    let mut streams = Vec::new();
-    for _ in 0..50 {
-        let mut stream = client
-            .consume_stream(ConsumeRequest { offset: 0 })
-            .await
-            .expect("stream")
-            .into_inner();
-        stream.next().await.expect("item").expect("ok");
-        streams.push(stream);
-    }
-    let before = process_cpu_time();
-    // This sleep is the measurement window itself, not a wait for a condition.
-    tokio::time::sleep(Duration::from_secs(1)).await;
-    let used = process_cpu_time() - before;
-    assert!(
-        used < Duration::from_millis(50),
-        "50 idle followers used {used:?} of CPU in one second"
-    );
-    drop(streams);
-    server.stop().await;
+/// Counts `proglog_follow_wakeups_total{protocol="grpc"}` for the thread
+/// it is installed on; every other metric is a no-op.
+#[derive(Default)]
+struct WakeupRecorder {
+    grpc_wakeups: Arc<AtomicU64>,
 }
 
-/// User plus system CPU time of this process, from /proc (10 ms ticks).
-fn process_cpu_time() -> Duration {
-    let stat = std::fs::read_to_string("/proc/self/stat").expect("/proc/self/stat");
-    // Fields after the command name, which is in parentheses.
-    let fields: Vec<&str> = stat
-        .rsplit_once(')')
-        .expect("comm")
-        .1
-        .split_whitespace()
-        .collect();
-    let ticks: u64 =
-        fields[11].parse::<u64>().expect("utime") + fields[12].parse::<u64>().expect("stime");
-    Duration::from_millis(ticks * 10)
+impl metrics::Recorder for WakeupRecorder {
+    fn describe_counter(
+        &self,
+        _: metrics::KeyName,
+        _: Option<metrics::Unit>,
+        _: metrics::SharedString,
+    ) {
+    }
+    fn describe_gauge(
+        &self,
+        _: metrics::KeyName,
+        _: Option<metrics::Unit>,
+        _: metrics::SharedString,
+    ) {
+    }
+    fn describe_histogram(
+        &self,
+        _: metrics::KeyName,
+        _: Option<metrics::Unit>,
+        _: metrics::SharedString,
+    ) {
+    }
+
+    fn register_counter(&self, key: &metrics::Key, _: &metrics::Metadata<'_>) -> metrics::Counter {
+        let grpc = key
+            .labels()
+            .any(|l| l.key() == "protocol" && l.value() == "grpc");
+        if key.name() == "proglog_follow_wakeups_total" && grpc {
+            metrics::Counter::from_arc(Arc::clone(&self.grpc_wakeups))
+        } else {
+            metrics::Counter::noop()
+        }
+    }
+
+    fn register_gauge(&self, _: &metrics::Key, _: &metrics::Metadata<'_>) -> metrics::Gauge {
+        metrics::Gauge::noop()
+    }
+
+    fn register_histogram(
+        &self,
+        _: &metrics::Key,
+        _: &metrics::Metadata<'_>,
+    ) -> metrics::Histogram {
+        metrics::Histogram::noop()
+    }
+}
+
+/// Goal: idle followers wait on a notification, not a polling loop: they
+/// never wake while nothing is committed, and one commit wakes each once.
+/// Method: on a single-threaded runtime with the clock paused (so any timer
+/// a follower might poll on fires at once) and a recorder of follower
+/// wake-ups local to that thread, open 50 caught-up ConsumeStreams, let a
+/// virtual hour pass: no wake-up. Then produce one record: exactly 50
+/// wake-ups, and every stream delivers it.
+#[test]
+fn idle_followers_never_wake_and_one_commit_wakes_each_once() {
+    const FOLLOWERS: u64 = 50;
+    let recorder = WakeupRecorder::default();
+    let wakeups = Arc::clone(&recorder.grpc_wakeups);
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .start_paused(true)
+        .build()
+        .expect("runtime");
+    metrics::with_local_recorder(&recorder, || {
+        runtime.block_on(async {
+            let dir = tempfile::tempdir().expect("tempdir");
+            let server = TestServer::start(dir.path()).await;
+            let mut client = server.client().await;
+            client
+                .produce(ProduceRequest {
+                    record: Some(record(b"x")),
+                })
+                .await
+                .expect("produce");
+            let mut streams = Vec::new();
+            for _ in 0..FOLLOWERS {
+                let mut stream = client
+                    .consume_stream(ConsumeRequest { offset: 0 })
+                    .await
+                    .expect("stream")
+                    .into_inner();
+                stream.next().await.expect("item").expect("ok");
+                streams.push(stream);
+            }
+            // Virtual time: returns as soon as every task is idle, after
+            // firing every timer due within the hour.
+            tokio::time::sleep(Duration::from_secs(3600)).await;
+            assert_eq!(
+                wakeups.load(Ordering::Relaxed),
+                0,
+                "idle followers woke with nothing new committed"
+            );
+            client
+                .produce(ProduceRequest {
+                    record: Some(record(b"y")),
+                })
+                .await
+                .expect("produce");
+            for stream in &mut streams {
+                let got = stream
+                    .next()
+                    .await
+                    .expect("item")
+                    .expect("ok")
+                    .record
+                    .expect("record");
+                assert_eq!((got.offset, &got.value[..]), (1, &b"y"[..]));
+            }
+            assert_eq!(wakeups.load(Ordering::Relaxed), FOLLOWERS);
+            drop(streams);
+            server.stop().await;
+        });
+    });
 }
 
 #[tokio::test]
@@ -304,14 +378,106 @@ async fn out_of_range_reads_carry_the_valid_range() {
             .await
             .expect_err("stream past the end"),
     ] {
-        assert_eq!(status.code(), Code::OutOfRange, "{status:?}");
-        assert!(status.message().contains("0..1"), "{}", status.message());
-        let next = status
-            .metadata()
-            .get(log_server::error::NEXT_OFFSET_KEY)
-            .and_then(|v| v.to_str().ok());
-        assert_eq!(next, Some("1"));
+        assert_out_of_range(&status, 0, 1);
     }
+    server.stop().await;
+}
+
+/// Checks an `OUT_OF_RANGE` status against the wire contract of
+/// docs/api.md: the range in the message and in two trailers, named here
+/// by their literal names (a renamed key must fail, not follow along).
+fn assert_out_of_range(status: &tonic::Status, lowest: u64, next: u64) {
+    assert_eq!(status.code(), Code::OutOfRange, "{status:?}");
+    assert!(
+        status.message().contains(&format!("{lowest}..{next}")),
+        "{}",
+        status.message()
+    );
+    let trailer = |key: &str| {
+        status
+            .metadata()
+            .get(key)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned)
+    };
+    assert_eq!(
+        (
+            trailer("proglog-lowest-offset"),
+            trailer("proglog-next-offset")
+        ),
+        (Some(lowest.to_string()), Some(next.to_string())),
+        "{status:?}"
+    );
+}
+
+/// Goal: an offset below the lowest retained one is out of range too, on
+/// every read method, with the range after the truncation.
+/// Method: tiny segments, 12 records, drop the oldest segments; then read
+/// one below the new lowest offset with Consume, ConsumeBatch and
+/// ConsumeStream, and read the lowest itself, which works.
+#[tokio::test]
+async fn reads_below_the_lowest_offset_are_out_of_range() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = TestServer::start_with(
+        dir.path(),
+        log_core::Config {
+            record_bytes_max: 64,
+            segment_bytes_max: 256,
+            index_entries_max: 3,
+            ..common::log_config()
+        },
+        log_server::ServerConfig {
+            drain_timeout_ms: 2_000,
+            ..log_server::ServerConfig::default()
+        },
+    )
+    .await;
+    let mut client = server.client().await;
+    for i in 0..12u8 {
+        client
+            .produce(ProduceRequest {
+                record: Some(record(&[i])),
+            })
+            .await
+            .expect("produce");
+    }
+    let lowest = server.log.truncate_prefix(7).expect("truncate_prefix");
+    assert!(lowest > 0, "whole segments were dropped");
+    let below = lowest - 1;
+    for status in [
+        client
+            .consume(ConsumeRequest { offset: below })
+            .await
+            .expect_err("below the lowest"),
+        client
+            .consume_batch(ConsumeBatchRequest {
+                from_offset: below,
+                ..Default::default()
+            })
+            .await
+            .expect_err("batch below the lowest"),
+        client
+            .consume_stream(ConsumeRequest { offset: below })
+            .await
+            .expect_err("stream below the lowest"),
+        client
+            .consume(ConsumeRequest { offset: 0 })
+            .await
+            .expect_err("offset 0, long gone"),
+    ] {
+        assert_out_of_range(&status, lowest, 12);
+    }
+    let first = client
+        .consume(ConsumeRequest { offset: lowest })
+        .await
+        .expect("the lowest offset reads")
+        .into_inner()
+        .record
+        .expect("record");
+    assert_eq!(
+        (first.offset, &first.value[..]),
+        (lowest, &[lowest as u8][..])
+    );
     server.stop().await;
 }
 
