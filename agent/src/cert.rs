@@ -67,6 +67,16 @@ pub enum CertCommand {
         #[command(flatten)]
         output: Output,
     },
+    /// Write a new random gossip key (base64, 32 bytes) to FILE, mode 0600,
+    /// for `--gossip-key-file`. Give every node the same file.
+    GossipKey {
+        /// The key file to write.
+        #[arg(value_name = "FILE")]
+        file: PathBuf,
+        /// Replace an existing file.
+        #[arg(long)]
+        force: bool,
+    },
 }
 
 /// The CA that signs.
@@ -113,6 +123,7 @@ fn load_ca(issuer: &Issuer) -> anyhow::Result<CertificateAuthority> {
 /// invalid.
 pub fn run(args: CertArgs) -> anyhow::Result<()> {
     let (files, cert_path, key_path) = match args.command {
+        CertCommand::GossipKey { file, force } => return write_gossip_key(&file, force),
         CertCommand::Ca { cn, days, output } => {
             let ca = CertificateAuthority::generate(&cn, Validity::days_from_now(days))?;
             let (cert, key) = paths(&output, "ca")?;
@@ -148,5 +159,34 @@ pub fn run(args: CertArgs) -> anyhow::Result<()> {
     }
     println!("{}", cert_path.display());
     println!("{}", key_path.display());
+    Ok(())
+}
+
+/// Writes a fresh gossip key file readable by its owner only.
+fn write_gossip_key(path: &Path, force: bool) -> anyhow::Result<()> {
+    use std::io::Write as _;
+    use std::os::unix::fs::OpenOptionsExt as _;
+    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent)
+            .with_context(|| format!("creating {}", parent.display()))?;
+    }
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).mode(0o600);
+    if force {
+        options.create(true).truncate(true);
+    } else {
+        options.create_new(true);
+    }
+    let mut file = options.open(path).with_context(|| {
+        format!(
+            "creating {} (use --force to replace an existing key)",
+            path.display()
+        )
+    })?;
+    let line = discovery::Keyring::generate_key_line();
+    file.write_all(format!("{line}\n").as_bytes())
+        .and_then(|()| file.sync_all())
+        .with_context(|| format!("writing {}", path.display()))?;
+    println!("{}", path.display());
     Ok(())
 }

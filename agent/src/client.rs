@@ -660,7 +660,9 @@ pub async fn info(args: InfoArgs) -> anyhow::Result<()> {
 #[serde(rename_all = "camelCase")]
 struct ServerJson {
     id: String,
+    node_id: u64,
     rpc_addr: String,
+    state: String,
     is_leader: bool,
 }
 
@@ -688,23 +690,27 @@ pub async fn servers(args: InfoArgs) -> anyhow::Result<()> {
             .into_iter()
             .map(|s| ServerJson {
                 id: s.id,
+                node_id: s.node_id,
                 rpc_addr: s.rpc_addr,
+                state: s.state,
                 is_leader: s.is_leader,
             })
             .collect();
         format!("{}\n", serde_json::to_string(&ServersJson { servers })?)
     } else {
-        let rows: Vec<[String; 3]> = servers
+        let rows: Vec<[String; 5]> = servers
             .into_iter()
             .map(|s| {
                 [
                     s.id,
+                    s.node_id.to_string(),
                     s.rpc_addr,
+                    s.state,
                     if s.is_leader { "yes" } else { "no" }.to_owned(),
                 ]
             })
             .collect();
-        table(["ID", "RPC ADDRESS", "LEADER"], &rows)
+        table(["NAME", "NODE ID", "RPC ADDRESS", "STATE", "LEADER"], &rows)
     };
     io::stdout()
         .write_all(text.as_bytes())

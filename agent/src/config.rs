@@ -9,10 +9,51 @@ use figment::Figment;
 use figment::providers::{Env, Format, Serialized, Toml};
 use serde::{Deserialize, Serialize};
 
-/// A configuration that cannot be used; the message names the key.
+pub use crate::cluster_config::ClusterSection;
+use crate::flags::AgentFlags;
+
+/// A configuration that cannot be used; every message names its key.
 #[derive(Debug, thiserror::Error)]
-#[error("invalid configuration: {0}")]
-pub struct ConfigError(pub String);
+pub enum ConfigError {
+    /// The config file cannot be read.
+    #[error("invalid configuration: cannot read config file {}: {source}", path.display())]
+    File {
+        /// The file given with `--config` or `PROGLOG_CONFIG`.
+        path: PathBuf,
+        /// Why it cannot be read.
+        source: std::io::Error,
+    },
+    /// One or more keys have unusable values.
+    #[error("invalid configuration: {}", join_keys(.0))]
+    Invalid(Vec<KeyError>),
+}
+
+/// One unusable key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyError {
+    /// The key, dotted for nested sections (`log.fsync`, `cluster.join`).
+    pub key: String,
+    /// What is wrong with its value, and where it came from.
+    pub reason: String,
+}
+
+impl ConfigError {
+    /// One bad key.
+    pub fn key(key: impl Into<String>, reason: impl Into<String>) -> Self {
+        Self::Invalid(vec![KeyError {
+            key: key.into(),
+            reason: reason.into(),
+        }])
+    }
+}
+
+fn join_keys(errors: &[KeyError]) -> String {
+    let parts: Vec<String> = errors
+        .iter()
+        .map(|e| format!("{}: {}", e.key, e.reason))
+        .collect();
+    parts.join("; ")
+}
 
 /// How log lines are written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
@@ -150,6 +191,8 @@ pub struct AgentConfig {
     pub log: LogSection,
     /// The API layer.
     pub server: ServerSection,
+    /// Cluster membership.
+    pub cluster: ClusterSection,
 }
 
 impl Default for AgentConfig {
@@ -170,63 +213,21 @@ impl Default for AgentConfig {
             acl_policy_file: None,
             log: LogSection::default(),
             server: ServerSection::default(),
+            cluster: ClusterSection::default(),
         }
     }
 }
 
-/// Values given on the command line; `None` leaves the lower layers' value.
-#[derive(Debug, Default, Clone, Serialize)]
-pub struct FlagOverrides {
-    /// `--data-dir`.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub data_dir: Option<PathBuf>,
-    /// `--rpc-addr`.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub rpc_addr: Option<String>,
-    /// `--metrics-addr`.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub metrics_addr: Option<String>,
-    /// `--node-name`.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub node_name: Option<String>,
-    /// `--log-format`.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub log_format: Option<LogFormat>,
-    /// `--log-level`.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub log_level: Option<String>,
-    /// `--otlp-endpoint`.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub otlp_endpoint: Option<String>,
-    /// `--otlp-sampling-ratio`.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub otlp_sampling_ratio: Option<f64>,
-    /// `--tls-cert-file`.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub tls_cert_file: Option<PathBuf>,
-    /// `--tls-key-file`.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub tls_key_file: Option<PathBuf>,
-    /// `--tls-client-ca-file`.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub tls_client_ca_file: Option<PathBuf>,
-    /// `--tls-subject`.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub tls_subject: Option<String>,
-    /// `--acl-policy-file`.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub acl_policy_file: Option<PathBuf>,
-    /// `--fsync`, into `[log]`.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub log: Option<FsyncOverride>,
-}
-
-/// The part of `[log]` a flag can set.
-#[derive(Debug, Clone, Serialize)]
-pub struct FsyncOverride {
-    /// `--fsync`.
-    pub fsync: FsyncMode,
-}
+/// `PROGLOG_*` variables that belong to the client subcommands (`--addr`,
+/// `--ca-file`, ...) or name the config file, not agent keys.
+const CLIENT_VARIABLES: &[&str] = &[
+    "CONFIG",
+    "ADDR",
+    "CA_FILE",
+    "CERT_FILE",
+    "KEY_FILE",
+    "TLS_SERVER_NAME",
+];
 
 impl AgentConfig {
     /// Builds the configuration from its layers and validates it.
@@ -234,25 +235,27 @@ impl AgentConfig {
     /// # Errors
     /// A missing or unreadable file, a key with a wrong type or an unknown
     /// key (named), or a value out of range (named).
-    pub fn load(file: Option<&Path>, flags: &FlagOverrides) -> Result<Self, ConfigError> {
+    pub fn load(file: Option<&Path>, flags: &AgentFlags) -> Result<Self, ConfigError> {
         let mut figment = Figment::from(Serialized::defaults(Self::default()));
         if let Some(file) = file {
-            let text = std::fs::read_to_string(file).map_err(|e| {
-                ConfigError(format!("cannot read config file {}: {e}", file.display()))
+            let text = std::fs::read_to_string(file).map_err(|source| ConfigError::File {
+                path: file.to_path_buf(),
+                source,
             })?;
             figment = figment.merge(Toml::string(&text));
         }
-        // `PROGLOG_LOG__FSYNC=never` sets `log.fsync`; `PROGLOG_CONFIG` is the
-        // file path, read by the flag parser, not a key.
+        // `PROGLOG_LOG__FSYNC=never` sets `log.fsync`. The client
+        // subcommands' own variables and `PROGLOG_CONFIG` (the file path)
+        // are not keys: they are skipped, so a shell set up for the CLI can
+        // start a node; any other unknown `PROGLOG_*` is refused, naming it.
         figment = figment.merge(
             Env::prefixed("PROGLOG_")
-                .ignore(&["CONFIG", "ADDR"])
+                .ignore(CLIENT_VARIABLES)
                 .split("__"),
         );
         figment = figment.merge(Serialized::defaults(flags));
         let config: Self = figment.extract().map_err(|e| {
-            let errors: Vec<String> = e.into_iter().map(|e| describe(&e, file)).collect();
-            ConfigError(errors.join("; "))
+            ConfigError::Invalid(e.into_iter().map(|e| describe(&e, file)).collect())
         })?;
         config.validate()?;
         Ok(config)
@@ -263,23 +266,27 @@ impl AgentConfig {
     /// # Errors
     /// The first bad key, named.
     pub fn validate(&self) -> Result<(), ConfigError> {
+        let bad = |key: &str, reason: String| Err(ConfigError::key(key, reason));
         if self.node_name.trim().is_empty() {
-            return Err(ConfigError("node_name: must not be empty".into()));
+            return bad("node_name", "must not be empty".into());
         }
         if self.rpc_addr.parse::<SocketAddr>().is_err() {
-            return Err(ConfigError(format!(
-                "rpc_addr: {:?} is not an IP:PORT address",
-                self.rpc_addr
-            )));
+            return bad(
+                "rpc_addr",
+                format!("{:?} is not an IP:PORT address", self.rpc_addr),
+            );
         }
         if !self.metrics_addr.is_empty() && self.metrics_addr.parse::<SocketAddr>().is_err() {
-            return Err(ConfigError(format!(
-                "metrics_addr: {:?} is not an IP:PORT address (or empty for off)",
-                self.metrics_addr
-            )));
+            return bad(
+                "metrics_addr",
+                format!(
+                    "{:?} is not an IP:PORT address (or empty for off)",
+                    self.metrics_addr
+                ),
+            );
         }
         if let Err(e) = tracing_subscriber::EnvFilter::try_new(&self.log_level) {
-            return Err(ConfigError(format!("log_level: {e}")));
+            return bad("log_level", e.to_string());
         }
         // Plaintext only until the exporter gets TLS.
         let endpoint = &self.otlp_endpoint;
@@ -287,64 +294,62 @@ impl AgentConfig {
             && (!endpoint.starts_with("http://")
                 || tonic::transport::Endpoint::from_shared(endpoint.clone()).is_err())
         {
-            return Err(ConfigError(format!(
-                "otlp_endpoint: {endpoint:?} is not an http://HOST:PORT URL (or empty for off)"
-            )));
+            return bad(
+                "otlp_endpoint",
+                format!("{endpoint:?} is not an http://HOST:PORT URL (or empty for off)"),
+            );
         }
         if !(0.0..=1.0).contains(&self.otlp_sampling_ratio) {
-            return Err(ConfigError(format!(
-                "otlp_sampling_ratio: {} is not between 0.0 and 1.0",
-                self.otlp_sampling_ratio
-            )));
+            return bad(
+                "otlp_sampling_ratio",
+                format!("{} is not between 0.0 and 1.0", self.otlp_sampling_ratio),
+            );
         }
         match (&self.tls_cert_file, &self.tls_key_file) {
-            (Some(_), None) => {
-                return Err(ConfigError(
-                    "tls_key_file: must be set with tls_cert_file".into(),
-                ));
-            }
-            (None, Some(_)) => {
-                return Err(ConfigError(
-                    "tls_cert_file: must be set with tls_key_file".into(),
-                ));
-            }
+            (Some(_), None) => return bad("tls_key_file", "must be set with tls_cert_file".into()),
+            (None, Some(_)) => return bad("tls_cert_file", "must be set with tls_key_file".into()),
             _ => {}
         }
         if self.tls_client_ca_file.is_some() && self.tls_cert_file.is_none() {
-            return Err(ConfigError(
-                "tls_client_ca_file: needs tls_cert_file and tls_key_file (TLS on)".into(),
-            ));
+            return bad(
+                "tls_client_ca_file",
+                "needs tls_cert_file and tls_key_file (TLS on)".into(),
+            );
         }
         if self.tls_subject.parse::<auth::SubjectSource>().is_err() {
-            return Err(ConfigError(format!(
-                "tls_subject: {:?} is not one of cn, san-uri, san-dns",
-                self.tls_subject
-            )));
+            return bad(
+                "tls_subject",
+                format!("{:?} is not one of cn, san-uri, san-dns", self.tls_subject),
+            );
         }
-        self.log_config()
-            .validate()
-            .map_err(|e| ConfigError(format!("log.{}: {}", config_key(e.field), e.reason)))?;
+        self.log_config().validate().map_err(|e| {
+            ConfigError::key(format!("log.{}", config_key(e.field)), e.reason.clone())
+        })?;
         if self.server.in_flight_records_max == 0 {
-            return Err(ConfigError(
-                "server.in_flight_records_max: must be at least 1".into(),
-            ));
+            return bad("server.in_flight_records_max", "must be at least 1".into());
         }
         // A record and its envelope must fit one gRPC message, and one
         // base64-encoded record must fit an HTTP body.
         let record = self.log.record_bytes_max;
         if (self.server.grpc_message_bytes_max as u64) < record + 8192 {
-            return Err(ConfigError(format!(
-                "server.grpc_message_bytes_max: must be at least log.record_bytes_max + 8192 = {}",
-                record + 8192
-            )));
+            return bad(
+                "server.grpc_message_bytes_max",
+                format!(
+                    "must be at least log.record_bytes_max + 8192 = {}",
+                    record + 8192
+                ),
+            );
         }
         if (self.server.http_body_bytes_max as u64) < record / 3 * 4 + 8192 {
-            return Err(ConfigError(format!(
-                "server.http_body_bytes_max: must hold one base64 record: at least {}",
-                record / 3 * 4 + 8192
-            )));
+            return bad(
+                "server.http_body_bytes_max",
+                format!(
+                    "must hold one base64 record: at least {}",
+                    record / 3 * 4 + 8192
+                ),
+            );
         }
-        Ok(())
+        self.cluster.validate(&self.rpc_addr)
     }
 
     /// The storage engine's configuration.
@@ -392,7 +397,7 @@ fn config_key(field: &str) -> &str {
     }
 }
 
-fn describe(error: &figment::Error, file: Option<&Path>) -> String {
+fn describe(error: &figment::Error, file: Option<&Path>) -> KeyError {
     let key = if error.path.is_empty() {
         "<root>".to_owned()
     } else {
@@ -407,7 +412,10 @@ fn describe(error: &figment::Error, file: Option<&Path>) -> String {
             .unwrap_or_default(),
         _ => String::new(),
     };
-    format!("{key}{source}: {}", error.kind)
+    KeyError {
+        key,
+        reason: format!("{}{source}", error.kind),
+    }
 }
 
 #[cfg(test)]
@@ -416,7 +424,7 @@ mod tests {
 
     #[test]
     fn defaults_are_valid_and_match_the_embedded_default() {
-        let config = AgentConfig::load(None, &FlagOverrides::default()).expect("defaults");
+        let config = AgentConfig::load(None, &AgentFlags::default()).expect("defaults");
         assert_eq!(config.rpc_addr, "127.0.0.1:8400");
         assert_eq!(config.log.fsync, FsyncMode::Always);
     }
@@ -425,7 +433,7 @@ mod tests {
     fn the_reference_config_parses_to_the_defaults() {
         let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../config/proglog.toml");
         let config =
-            AgentConfig::load(Some(&path), &FlagOverrides::default()).expect("reference config");
+            AgentConfig::load(Some(&path), &AgentFlags::default()).expect("reference config");
         assert_eq!(config, AgentConfig::default());
     }
 
@@ -438,15 +446,79 @@ mod tests {
             "rpc_addr = \"127.0.0.1:9000\"\n[log]\nfsync = \"never\"\n",
         )
         .expect("write");
-        let flags = FlagOverrides {
-            log: Some(FsyncOverride {
-                fsync: FsyncMode::Interval,
-            }),
-            ..FlagOverrides::default()
+        let flags = AgentFlags {
+            log: crate::flags::LogFlags {
+                fsync: Some(FsyncMode::Interval),
+            },
+            cluster: crate::flags::ClusterFlags {
+                gossip_addr: Some("127.0.0.1:9100".into()),
+                join: Some(vec!["seed-a:9100".into(), "10.0.0.2:9100".into()]),
+                ..crate::flags::ClusterFlags::default()
+            },
+            ..AgentFlags::default()
         };
         let config = AgentConfig::load(Some(&file), &flags).expect("load");
         assert_eq!(config.rpc_addr, "127.0.0.1:9000");
         assert_eq!(config.log.fsync, FsyncMode::Interval);
+        assert_eq!(config.cluster.gossip_addr, "127.0.0.1:9100");
+        assert_eq!(config.cluster.join, ["seed-a:9100", "10.0.0.2:9100"]);
+    }
+
+    #[test]
+    fn join_accepts_a_list_or_a_comma_separated_string() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let file = dir.path().join("c.toml");
+        for text in [
+            "[cluster]\ngossip_addr = \"127.0.0.1:9100\"\njoin = [\"a:1\", \"b:2\"]\n",
+            "[cluster]\ngossip_addr = \"127.0.0.1:9100\"\njoin = \"a:1, b:2\"\n",
+        ] {
+            std::fs::write(&file, text).expect("write");
+            let config = AgentConfig::load(Some(&file), &AgentFlags::default()).expect(text);
+            assert_eq!(config.cluster.join, ["a:1", "b:2"], "{text}");
+        }
+    }
+
+    #[test]
+    fn every_flag_lands_on_the_key_of_the_same_name() {
+        // The flags are serialized into the top layer: a flag whose field
+        // name is no key would be refused as an unknown key, so setting
+        // every flag at once proves each one maps onto a key.
+        use clap::Parser as _;
+        let cli = crate::cli::Cli::try_parse_from([
+            "proglog",
+            "agent",
+            "--data-dir=d",
+            "--rpc-addr=127.0.0.1:1",
+            "--metrics-addr=127.0.0.1:2",
+            "--node-name=n9",
+            "--log-format=json",
+            "--log-level=debug",
+            "--otlp-endpoint=http://127.0.0.1:4317",
+            "--otlp-sampling-ratio=0.5",
+            "--tls-cert-file=c.pem",
+            "--tls-key-file=k.pem",
+            "--tls-client-ca-file=ca.pem",
+            "--tls-subject=san-dns",
+            "--acl-policy-file=p.polar",
+            "--fsync=never",
+            "--gossip-addr=0.0.0.0:3",
+            "--gossip-advertise-addr=10.1.1.1:3",
+            "--rpc-advertise-addr=n9.example:1",
+            "--join=a:3,b:3",
+            "--gossip-key-file=g.key",
+        ])
+        .expect("parses");
+        let crate::cli::Command::Agent(flags) = cli.command else {
+            panic!("not the agent command");
+        };
+        let config = AgentConfig::load(None, &flags).expect("every flag is a key");
+        assert_eq!(config.node_name, "n9");
+        assert_eq!(config.log.fsync, FsyncMode::Never);
+        assert_eq!(config.tls_subject, "san-dns");
+        assert_eq!(config.cluster.gossip_advertise_addr, "10.1.1.1:3");
+        assert_eq!(config.cluster.rpc_advertise_addr, "n9.example:1");
+        assert_eq!(config.cluster.join, ["a:3", "b:3"]);
+        assert_eq!(config.cluster.gossip_key_file, Some(PathBuf::from("g.key")));
     }
 
     #[test]
@@ -469,18 +541,36 @@ mod tests {
                 "[server]\ngrpc_message_bytes_max = 2000\n",
                 "server.grpc_message_bytes_max",
             ),
+            ("[cluster]\njoin = [\"a:1\"]\n", "cluster.join"),
+            (
+                "[cluster]\ngossip_addr = \"nowhere\"\n",
+                "cluster.gossip_addr",
+            ),
+            (
+                "[cluster]\ngossip_addr = \"0.0.0.0:9100\"\n",
+                "cluster.gossip_advertise_addr",
+            ),
+            (
+                "rpc_addr = \"0.0.0.0:9000\"\n[cluster]\ngossip_addr = \"127.0.0.1:9100\"\n",
+                "cluster.rpc_advertise_addr",
+            ),
+            (
+                "[cluster]\ngossip_addr = \"127.0.0.1:9100\"\njoin = \"seed-without-port\"\n",
+                "cluster.join",
+            ),
+            ("[cluster]\ngossip_key = \"x\"\n", "cluster"),
         ];
         for (text, key) in cases {
             let file = dir.path().join("c.toml");
             std::fs::write(&file, text).expect("write");
-            let error = AgentConfig::load(Some(&file), &FlagOverrides::default())
+            let error = AgentConfig::load(Some(&file), &AgentFlags::default())
                 .expect_err(text)
                 .to_string();
             assert!(error.contains(key), "{text:?}: {error}");
         }
         let missing = AgentConfig::load(
             Some(Path::new("/nonexistent/p.toml")),
-            &FlagOverrides::default(),
+            &AgentFlags::default(),
         );
         assert!(
             missing

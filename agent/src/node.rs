@@ -2,7 +2,8 @@
 //!
 //! Shutdown: a signal cancels the root token; the server turns health
 //! NOT_SERVING, stops accepting, ends streams and drains in-flight requests
-//! (bounded); then background tasks stop and the log is flushed and closed,
+//! (bounded); then the node announces its gossip leave (bounded by
+//! `cluster.leave_timeout_ms`); then background tasks stop and the log is flushed and closed,
 //! so the next start needs no recovery; last, queued trace spans are
 //! exported ([`crate::telemetry`]).
 //!
@@ -16,9 +17,14 @@ use anyhow::Context as _;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::cluster::Cluster;
 use crate::config::AgentConfig;
 use crate::security::Security;
 use crate::telemetry::Telemetry;
+
+/// Time a gossip leave may take beyond its configured linger before it is
+/// cut short: the announce itself is a few datagrams.
+const LEAVE_MARGIN: Duration = Duration::from_secs(1);
 
 /// How often age-based retention is checked when nothing rolls segments.
 const RETENTION_INTERVAL: Duration = Duration::from_secs(30);
@@ -27,7 +33,11 @@ const RETENTION_INTERVAL: Duration = Duration::from_secs(30);
 ///
 /// # Errors
 /// The log cannot be opened, the address cannot be bound, or serving fails.
-pub async fn run(config: AgentConfig, security: Security) -> anyhow::Result<()> {
+pub async fn run(
+    config: AgentConfig,
+    security: Security,
+    keyring: Option<discovery::Keyring>,
+) -> anyhow::Result<()> {
     let telemetry = Telemetry::init(&config)?;
     let shutdown = CancellationToken::new();
     let security = Arc::new(security);
@@ -37,7 +47,7 @@ pub async fn run(config: AgentConfig, security: Security) -> anyhow::Result<()> 
     let hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
         .context("installing the SIGHUP handler")?;
     let reloads = tokio::spawn(reload_on_hangup(hangup, Arc::clone(&security)));
-    let result = run_until(config, &security, shutdown.clone()).await;
+    let result = run_until(config, &security, keyring, shutdown.clone()).await;
     signals.abort();
     reloads.abort();
     // Last, after the log is closed: the shutdown's own spans are exported.
@@ -89,6 +99,7 @@ async fn reload_on_hangup(mut hangup: tokio::signal::unix::Signal, security: Arc
 pub async fn run_until(
     config: AgentConfig,
     security: &Security,
+    keyring: Option<discovery::Keyring>,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
     tracing::info!(
@@ -127,12 +138,16 @@ pub async fn run_until(
         .await
         .with_context(|| format!("binding rpc_addr {}", config.rpc_addr))?;
     let addr = listener.local_addr()?.to_string();
-    let commit_log = Arc::new(log_server::LocalLog::new(
-        Arc::clone(&log),
-        &config.node_name,
-        &addr,
-        config.server.in_flight_records_max,
-    ));
+    let cluster = Cluster::start(&config, keyring, &addr, config.tls_cert_file.is_some()).await?;
+    let commit_log = Arc::new(
+        log_server::LocalLog::new(
+            Arc::clone(&log),
+            &config.node_name,
+            &addr,
+            config.server.in_flight_records_max,
+        )
+        .with_directory(cluster.directory()),
+    );
     tracing::info!(addr = %addr, security = %security.describe(), "listening for gRPC and HTTP");
 
     let tasks = TaskTracker::new();
@@ -169,6 +184,13 @@ pub async fn run_until(
     )
     .await;
     shutdown.cancel();
+    // After the drain, so peers keep routing to us while requests finish.
+    cluster
+        .leave(
+            LEAVE_MARGIN,
+            Duration::from_millis(config.cluster.leave_timeout_ms),
+        )
+        .await;
     tasks.wait().await;
 
     let closed = {

@@ -85,6 +85,25 @@ fn an_invalid_config_exits_2_naming_the_key_before_opening_anything() {
     );
 }
 
+/// Goal: a shell set up for the CLI (`PROGLOG_ADDR`, `PROGLOG_CA_FILE`, ...,
+/// as docs/security.md suggests) can still start a node: those variables
+/// are the client's, not agent keys.
+#[test]
+fn the_clients_environment_variables_do_not_stop_the_agent() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let _node = Node::start_with_env(
+        dir.path(),
+        &[],
+        &[
+            ("PROGLOG_ADDR", "127.0.0.1:1"),
+            ("PROGLOG_CA_FILE", "/nonexistent/ca.pem"),
+            ("PROGLOG_CERT_FILE", "/nonexistent/c.pem"),
+            ("PROGLOG_KEY_FILE", "/nonexistent/k.pem"),
+            ("PROGLOG_TLS_SERVER_NAME", "node-0"),
+        ],
+    );
+}
+
 /// Goal: SIGTERM stops the node cleanly (exit 0, log closed) even with a
 /// follow stream open, and the next start needs no recovery.
 #[test]

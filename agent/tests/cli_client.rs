@@ -296,14 +296,21 @@ fn info_and_servers_describe_the_node() {
     );
     let addr = &node.addr;
     let padding = " ".repeat(addr.len().saturating_sub("RPC ADDRESS".len()));
+    // FNV-1a of "proglog-0": the id every node derives from that name.
+    let id = discovery::node_id_from_name("proglog-0");
+    let id_padding = " ".repeat(id.to_string().len().saturating_sub("NODE ID".len()));
     assert_eq!(
         node.ok("servers", &[], b""),
-        format!("ID         RPC ADDRESS{padding}  LEADER\nproglog-0  {addr}  yes\n")
+        format!(
+            "NAME       NODE ID{id_padding}  RPC ADDRESS{padding}  STATE  LEADER\n\
+             proglog-0  {id}  {addr}  alive  yes\n"
+        )
     );
     assert_eq!(
         node.ok("servers", &["--json"], b""),
         format!(
-            "{{\"servers\":[{{\"id\":\"proglog-0\",\"rpcAddr\":\"{addr}\",\"isLeader\":true}}]}}\n"
+            "{{\"servers\":[{{\"id\":\"proglog-0\",\"nodeId\":{id},\"rpcAddr\":\"{addr}\",\
+             \"state\":\"alive\",\"isLeader\":true}}]}}\n"
         )
     );
 }

@@ -29,12 +29,48 @@ impl LogInfo {
 /// A member of the cluster as clients see it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ServerInfo {
-    /// Node id (its name).
+    /// The node's name.
     pub id: String,
+    /// The node's stable numeric id.
+    pub node_id: u64,
     /// Address of its gRPC + HTTP port.
     pub rpc_addr: String,
     /// Whether it currently leads (always true for a single node).
     pub is_leader: bool,
+    /// Whether it is reachable, as membership sees it.
+    pub state: ServerState,
+}
+
+/// A server's state as cluster membership sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ServerState {
+    /// Answering.
+    Alive,
+    /// Missed a probe; not yet declared down.
+    Suspect,
+    /// Declared failed.
+    Down,
+    /// Left gracefully.
+    Left,
+}
+
+impl ServerState {
+    /// The lowercase name clients see.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Alive => "alive",
+            Self::Suspect => "suspect",
+            Self::Down => "down",
+            Self::Left => "left",
+        }
+    }
+}
+
+/// Who is in the cluster: supplied by the agent from membership (gossip)
+/// so this crate does not depend on it.
+pub trait ServerDirectory: Send + Sync + 'static {
+    /// Every known server, the answering one included.
+    fn servers(&self) -> Vec<ServerInfo>;
 }
 
 /// A commit log the API can serve: the local log today, the replicated log

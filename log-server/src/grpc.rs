@@ -464,6 +464,8 @@ impl<L: CommitLog> LogApi for LogService<L> {
                     id: s.id,
                     rpc_addr: s.rpc_addr,
                     is_leader: s.is_leader,
+                    node_id: s.node_id,
+                    state: s.state.as_str().to_owned(),
                 })
                 .collect();
             Ok(Response::new(GetServersResponse { servers }))

@@ -374,7 +374,15 @@ async fn servers<L: CommitLog>(State(state): State<Arc<AppState<L>>>) -> Respons
         .log
         .servers()
         .into_iter()
-        .map(|s| serde_json::json!({ "id": s.id, "rpcAddr": s.rpc_addr, "isLeader": s.is_leader }))
+        .map(|s| {
+            serde_json::json!({
+                "id": s.id,
+                "nodeId": s.node_id,
+                "rpcAddr": s.rpc_addr,
+                "isLeader": s.is_leader,
+                "state": s.state.as_str(),
+            })
+        })
         .collect();
     Json(serde_json::json!({ "servers": servers })).into_response()
 }

@@ -33,7 +33,7 @@ mod trace;
 pub mod transport;
 
 pub use access::{Access, AccessPolicy, Action, AllowAll};
-pub use commit_log::{CommitLog, LogInfo, ServerInfo};
+pub use commit_log::{CommitLog, LogInfo, ServerDirectory, ServerInfo, ServerState};
 pub use config::ServerConfig;
 pub use error::{Error, Result};
 pub use grpc::LogService;

@@ -6,7 +6,7 @@ use bytes::Bytes;
 use log_core::{Deferred, Log, Record};
 use tokio::sync::{Semaphore, watch};
 
-use crate::commit_log::{CommitLog, LogInfo, ServerInfo};
+use crate::commit_log::{CommitLog, LogInfo, ServerDirectory, ServerInfo, ServerState};
 use crate::error::{Error, Result};
 
 /// A local log served directly.
@@ -32,6 +32,8 @@ pub struct LocalLog {
     /// `RESOURCE_EXHAUSTED` instead of queueing without limit.
     in_flight: Arc<Semaphore>,
     in_flight_max: u32,
+    /// The cluster's members, when the node gossips.
+    directory: Option<Arc<dyn ServerDirectory>>,
 }
 
 impl LocalLog {
@@ -47,7 +49,15 @@ impl LocalLog {
             rpc_addr: rpc_addr.to_owned(),
             in_flight: Arc::new(Semaphore::new(in_flight_records_max as usize)),
             in_flight_max: in_flight_records_max,
+            directory: None,
         }
+    }
+
+    /// Lists the servers `directory` knows instead of only this one.
+    #[must_use]
+    pub fn with_directory(mut self, directory: Arc<dyn ServerDirectory>) -> Self {
+        self.directory = Some(directory);
+        self
     }
 
     /// The log behind it.
@@ -268,10 +278,15 @@ impl CommitLog for LocalLog {
     }
 
     fn servers(&self) -> Vec<ServerInfo> {
+        if let Some(directory) = &self.directory {
+            return directory.servers();
+        }
         vec![ServerInfo {
             id: self.node_id.clone(),
+            node_id: 0,
             rpc_addr: self.rpc_addr.clone(),
             is_leader: true,
+            state: ServerState::Alive,
         }]
     }
 

@@ -35,7 +35,13 @@ pub(crate) struct Node {
 
 impl Node {
     pub(crate) fn start(data_dir: &Path, extra: &[&str]) -> Self {
+        Self::start_with_env(data_dir, extra, &[])
+    }
+
+    /// As [`Node::start`], with `PROGLOG_*` settings in the environment.
+    pub(crate) fn start_with_env(data_dir: &Path, extra: &[&str], env: &[(&str, &str)]) -> Self {
         let mut child = proglog()
+            .envs(env.iter().copied())
             .args([
                 "agent",
                 "--rpc-addr",
