@@ -1,6 +1,8 @@
 """Prometheus /metrics after a known workload, parsed with prometheus_client's
 exposition-format parser (a real parser, not string matching)."""
 
+import re
+import urllib.error
 import urllib.request
 
 from prometheus_client.parser import text_string_to_metric_families
@@ -76,12 +78,25 @@ def test_http_requests_are_labelled_by_route_template(node):
             urllib.request.urlopen(f"http://{node.addr}/v1/records/{offset}", timeout=RPC_TIMEOUT)
         except urllib.error.HTTPError as error:
             assert error.code == 404
+    for offset in (3, 4):
+        try:
+            urllib.request.urlopen(f"http://{node.addr}/v1/records?from={offset}", timeout=RPC_TIMEOUT)
+        except urllib.error.HTTPError as error:
+            assert error.code == 404
     samples = scrape(node.addr)
     assert value(samples, "proglog_requests_total", protocol="http", method="GET /v1/records/{offset}", code="404") == 3
-    # No label holds an offset: cardinality stays bounded.
+    assert value(samples, "proglog_requests_total", protocol="http", method="GET /v1/records", code="404") == 2
+    # No label holds an offset, a path with one, or a query: cardinality
+    # stays bounded. Digits are allowed only in labels whose values are
+    # bounded numbers (status codes, bucket bounds), in the one build-info
+    # sample, and as the API version ("v1").
+    numeric_labels = {"code", "le", "quantile"}
     for name, labels in samples:
         for label, text in labels:
-            assert not text.isdigit() or label in ("code", "le", "quantile"), (name, label, text)
+            if label in numeric_labels or name == "proglog_build_info":
+                continue
+            assert not re.search(r"(?<![v\d])\d", text), (name, label, text)
+            assert "?" not in text, (name, label, text)
 
 
 def test_the_metrics_address_serves_only_health_and_metrics(node_factory):
