@@ -84,6 +84,22 @@ fn servers(addr: &str) -> Vec<(String, String, u64)> {
     rows
 }
 
+/// The node's Prometheus page.
+fn metrics(addr: &str) -> String {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    runtime.block_on(async {
+        reqwest::get(format!("http://{addr}/metrics"))
+            .await
+            .expect("GET /metrics")
+            .text()
+            .await
+            .expect("metrics body")
+    })
+}
+
 fn wait_for_states(addr: &str, want: &[(&str, &str)], bound: Duration) {
     let deadline = Instant::now() + bound;
     loop {
@@ -118,6 +134,12 @@ fn three_agents_find_each_other_and_see_one_die_and_return() {
         .map(|(_, _, id)| *id)
         .collect();
     assert!(ids.iter().all(|&id| id != 0), "{ids:?}");
+    let metrics = metrics(&n1.node.addr);
+    assert!(
+        metrics.contains("proglog_gossip_members{state=\"alive\"} 3"),
+        "{metrics}"
+    );
+    assert!(metrics.contains("proglog_gossip_packets_received_total"), "{metrics}");
 
     // kill -9: no leave, so the others must detect the failure.
     let n2_gossip = n2.gossip_addr.clone();
