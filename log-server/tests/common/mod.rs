@@ -17,6 +17,9 @@ use tonic::transport::Channel;
 /// what it takes on a loaded 2-core machine.
 pub const CONDITION_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// Records in flight in appends, unless a test picks a limit.
+pub const IN_FLIGHT_RECORDS_MAX: u32 = 10_000;
+
 /// A running server.
 pub struct TestServer {
     pub addr: SocketAddr,
@@ -60,6 +63,18 @@ impl TestServer {
         config: ServerConfig,
         access: log_server::Access,
     ) -> Self {
+        Self::start_full(dir, log_config, config, access, IN_FLIGHT_RECORDS_MAX).await
+    }
+
+    /// As [`start_with_access`](Self::start_with_access), with the limit on
+    /// records in flight in appends (which also caps a batch) chosen.
+    pub async fn start_full(
+        dir: &Path,
+        log_config: log_core::Config,
+        config: ServerConfig,
+        access: log_server::Access,
+        in_flight_records_max: u32,
+    ) -> Self {
         let log = Arc::new(log_core::Log::open(dir, log_config).expect("open log"));
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
@@ -69,7 +84,7 @@ impl TestServer {
             Arc::clone(&log),
             "test-node",
             &addr.to_string(),
-            10_000,
+            in_flight_records_max,
         ));
         let shutdown = CancellationToken::new();
         let served = tokio::spawn(log_server::serve(
