@@ -1,0 +1,484 @@
+//! One replica: the handle, and the task that owns the `RawNode`.
+//!
+//! The task selects on a tick timer, inbound messages and commands, then
+//! handles `Ready` in the order raft-rs documents: send the leader's
+//! messages, apply a snapshot, apply committed entries, persist new entries
+//! (fsync, on the blocking pool when the log syncs every append), persist
+//! the hard state, send the messages that had to wait for persistence,
+//! advance, and handle the light ready the same way.
+//!
+//! Proposals are tracked by the (index, term) of their last entry: when the
+//! entry at that index commits with the same term, the proposal succeeded;
+//! with another term, a new leader replaced it and the client gets
+//! [`Error::Dropped`] (retryable). Leadership changes never fail proposals
+//! by themselves, because what an old leader proposed may still commit.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use bytes::Bytes;
+use protobuf::Message as _;
+use raft::prelude::{ConfChange, ConfChangeV2, Entry, EntryType, Message, MessageType};
+use raft::{RawNode, StateRole};
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio::task::JoinHandle;
+
+use crate::config::Config;
+use crate::entry;
+use crate::error::{Error, Result};
+use crate::storage::LogStorage;
+use crate::transport::Transport;
+
+/// Commands queued for the task before senders wait.
+const COMMAND_QUEUE: usize = 1024;
+/// Inbound messages handled before the next Ready, so a burst is one Ready.
+const STEP_BATCH: usize = 256;
+
+/// What a replica is doing, as published on its `watch`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Status {
+    /// This node's id.
+    pub id: u64,
+    /// Current term.
+    pub term: u64,
+    /// The leader this node knows (None: none known).
+    pub leader: Option<u64>,
+    /// Leader, follower, candidate or pre-candidate.
+    pub role: Role,
+    /// Highest index known committed.
+    pub commit_index: u64,
+    /// Highest index applied; consumers read up to here.
+    pub applied_index: u64,
+    /// Highest index in this node's log.
+    pub last_index: u64,
+    /// The replica stopped on a fatal storage error.
+    pub failed: bool,
+}
+
+/// A replica's Raft role.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// Accepts proposals.
+    Leader,
+    /// Follows a leader.
+    Follower,
+    /// Campaigning.
+    Candidate,
+    /// Checking whether a campaign could win (pre-vote).
+    PreCandidate,
+}
+
+impl From<StateRole> for Role {
+    fn from(role: StateRole) -> Self {
+        match role {
+            StateRole::Leader => Self::Leader,
+            StateRole::Follower => Self::Follower,
+            StateRole::Candidate => Self::Candidate,
+            StateRole::PreCandidate => Self::PreCandidate,
+        }
+    }
+}
+
+enum Command {
+    Propose {
+        values: Vec<Bytes>,
+        timestamp_ms: u64,
+        reply: oneshot::Sender<Result<u64>>,
+    },
+    Campaign,
+    Stop(oneshot::Sender<()>),
+}
+
+/// A handle to a running replica; cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Replica {
+    commands: mpsc::Sender<Command>,
+    status: watch::Receiver<Status>,
+    storage_log: std::sync::Arc<log_core::Log>,
+}
+
+impl std::fmt::Debug for Command {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter.write_str(match self {
+            Self::Propose { .. } => "Propose",
+            Self::Campaign => "Campaign",
+            Self::Stop(_) => "Stop",
+        })
+    }
+}
+
+impl Replica {
+    /// Starts the replica over `storage`, sending through `transport` and
+    /// receiving from `inbox`. A new cluster's storage must have been
+    /// bootstrapped ([`LogStorage::bootstrap`]) or be joined later as a
+    /// learner by a leader.
+    ///
+    /// # Errors
+    /// A bad configuration, or raft refusing the stored state.
+    pub fn start<T: Transport>(
+        config: Config,
+        storage: LogStorage,
+        transport: T,
+        inbox: mpsc::Receiver<Message>,
+    ) -> Result<(Self, JoinHandle<()>)> {
+        config.validate()?;
+        let applied = storage.hard_state().get_commit();
+        let logger = crate::logger::raft_logger(config.id);
+        let raw = RawNode::new(&config.raft_config(applied), storage.clone(), &logger)?;
+        let status = Status {
+            id: config.id,
+            term: raw.raft.term,
+            leader: None,
+            role: raw.raft.state.into(),
+            commit_index: raw.raft.raft_log.committed,
+            applied_index: applied,
+            last_index: raw.raft.raft_log.last_index(),
+            failed: false,
+        };
+        let (status_sender, status_receiver) = watch::channel(status);
+        let (commands, command_receiver) = mpsc::channel(COMMAND_QUEUE);
+        let storage_log = storage.log();
+        let driver = Driver {
+            raw,
+            storage,
+            transport,
+            inbox,
+            commands: command_receiver,
+            pending: BTreeMap::new(),
+            status: status_sender,
+            tick: Duration::from_millis(config.tick_ms),
+            applied,
+        };
+        let task = tokio::spawn(driver.run());
+        Ok((
+            Self {
+                commands,
+                status: status_receiver,
+                storage_log,
+            },
+            task,
+        ))
+    }
+
+    /// Proposes `values` as one batch of client records; returns the Raft
+    /// index of the first once a majority has them durably.
+    ///
+    /// # Errors
+    /// [`Error::NotLeader`] (with the leader known), [`Error::Dropped`]
+    /// (retry), [`Error::Stopped`].
+    pub async fn propose(&self, values: Vec<Bytes>) -> Result<u64> {
+        let (reply, answer) = oneshot::channel();
+        self.commands
+            .send(Command::Propose {
+                values,
+                timestamp_ms: log_core::now_ms(),
+                reply,
+            })
+            .await
+            .map_err(|_| Error::Stopped)?;
+        answer.await.map_err(|_| Error::Stopped)?
+    }
+
+    /// Asks this node to campaign now (tests, and leadership hand-over).
+    ///
+    /// # Errors
+    /// [`Error::Stopped`].
+    pub async fn campaign(&self) -> Result<()> {
+        self.commands
+            .send(Command::Campaign)
+            .await
+            .map_err(|_| Error::Stopped)
+    }
+
+    /// Stops the task after persisting the commit index.
+    pub async fn stop(&self) {
+        let (reply, done) = oneshot::channel();
+        if self.commands.send(Command::Stop(reply)).await.is_ok() {
+            let _stopped = done.await;
+        }
+    }
+
+    /// The replica's status, updated after every Ready.
+    pub fn status(&self) -> watch::Receiver<Status> {
+        self.status.clone()
+    }
+
+    /// The log the replica writes (read committed data up to
+    /// [`Status::applied_index`]).
+    pub fn log(&self) -> &std::sync::Arc<log_core::Log> {
+        &self.storage_log
+    }
+}
+
+struct Pending {
+    first: u64,
+    term: u64,
+    reply: oneshot::Sender<Result<u64>>,
+}
+
+struct Driver<T: Transport> {
+    raw: RawNode<LogStorage>,
+    storage: LogStorage,
+    transport: T,
+    inbox: mpsc::Receiver<Message>,
+    commands: mpsc::Receiver<Command>,
+    /// Proposals by the index of their last entry.
+    pending: BTreeMap<u64, Pending>,
+    status: watch::Sender<Status>,
+    tick: Duration,
+    applied: u64,
+}
+
+impl<T: Transport> Driver<T> {
+    async fn run(mut self) {
+        let mut ticker = tokio::time::interval(self.tick);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = ticker.tick() => {
+                    self.raw.tick();
+                }
+                command = self.commands.recv() => match command {
+                    Some(Command::Stop(reply)) => {
+                        self.stop();
+                        let _stopped = reply.send(());
+                        return;
+                    }
+                    Some(command) => self.handle(command),
+                    None => {
+                        self.stop();
+                        return;
+                    }
+                },
+                Some(message) = self.inbox.recv() => {
+                    self.step(message);
+                    for _ in 0..STEP_BATCH {
+                        match self.inbox.try_recv() {
+                            Ok(message) => self.step(message),
+                            Err(_) => break,
+                        }
+                    }
+                }
+            }
+            if let Err(e) = self.on_ready().await {
+                // Fail-stop: raft cannot continue on a storage it cannot
+                // trust; a restart recovers from what is on disk.
+                tracing::error!(error = %e, id = self.raw.raft.id, "replica storage failed; stopping the replica");
+                self.status.send_modify(|status| status.failed = true);
+                for (_, pending) in std::mem::take(&mut self.pending) {
+                    let _gone = pending.reply.send(Err(Error::Stopped));
+                }
+                return;
+            }
+        }
+    }
+
+    fn stop(&mut self) {
+        let commit = self.raw.raft.raft_log.committed;
+        if let Err(e) = self.storage.set_commit_durably(commit) {
+            tracing::warn!(error = %e, "could not persist the commit index on stop");
+        }
+        for (_, pending) in std::mem::take(&mut self.pending) {
+            let _gone = pending.reply.send(Err(Error::Stopped));
+        }
+    }
+
+    fn step(&mut self, message: Message) {
+        if let Err(e) = self.raw.step(message) {
+            tracing::debug!(error = %e, "raft refused a message");
+        }
+    }
+
+    fn handle(&mut self, command: Command) {
+        match command {
+            Command::Propose {
+                values,
+                timestamp_ms,
+                reply,
+            } => self.propose(values, timestamp_ms, reply),
+            Command::Campaign => {
+                if let Err(e) = self.raw.campaign() {
+                    tracing::warn!(error = %e, "campaign refused");
+                }
+            }
+            Command::Stop(_) => {}
+        }
+    }
+
+    fn propose(
+        &mut self,
+        values: Vec<Bytes>,
+        timestamp_ms: u64,
+        reply: oneshot::Sender<Result<u64>>,
+    ) {
+        let raft = &self.raw.raft;
+        if raft.state != StateRole::Leader {
+            let leader = (raft.leader_id != 0).then_some(raft.leader_id);
+            let _gone = reply.send(Err(Error::NotLeader { leader }));
+            return;
+        }
+        if values.is_empty() {
+            let _gone = reply.send(Ok(raft.raft_log.last_index() + 1));
+            return;
+        }
+        let before = raft.raft_log.last_index();
+        let count = values.len() as u64;
+        let context = entry::data_context(timestamp_ms);
+        let entries: Vec<Entry> = values
+            .into_iter()
+            .map(|value| {
+                let mut entry = Entry::default();
+                entry.set_data(value.to_vec().into());
+                entry.set_context(context.clone().into());
+                entry
+            })
+            .collect();
+        let mut message = Message::default();
+        message.set_msg_type(MessageType::MsgPropose);
+        message.set_from(self.raw.raft.id);
+        message.set_entries(entries.into());
+        match self.raw.step(message) {
+            Ok(()) => {
+                let after = self.raw.raft.raft_log.last_index();
+                if after != before + count {
+                    let _gone = reply.send(Err(Error::Dropped));
+                    return;
+                }
+                let term = self.raw.raft.term;
+                self.pending.insert(
+                    after,
+                    Pending {
+                        first: before + 1,
+                        term,
+                        reply,
+                    },
+                );
+            }
+            Err(raft::Error::ProposalDropped) => {
+                let _gone = reply.send(Err(Error::Dropped));
+            }
+            Err(e) => {
+                let _gone = reply.send(Err(Error::Raft(e)));
+            }
+        }
+    }
+
+    fn send(&mut self, messages: Vec<Message>) {
+        for message in messages {
+            let to = message.get_to();
+            let is_snapshot = message.get_msg_type() == MessageType::MsgSnapshot;
+            let sent = self.transport.send(message);
+            if !sent {
+                self.raw.report_unreachable(to);
+            }
+            if is_snapshot {
+                let status = if sent {
+                    raft::SnapshotStatus::Finish
+                } else {
+                    raft::SnapshotStatus::Failure
+                };
+                self.raw.report_snapshot(to, status);
+            }
+        }
+    }
+
+    async fn persist_entries(&self, entries: Vec<Entry>) -> Result<()> {
+        let always = self.storage.log().config().fsync == log_core::FsyncPolicy::Always;
+        if !always {
+            // A copy into the page cache: cheaper than a thread hand-off.
+            return self.storage.append(&entries);
+        }
+        let storage = self.storage.clone();
+        tokio::task::spawn_blocking(move || storage.append(&entries))
+            .await
+            .map_err(|_| Error::Stopped)?
+    }
+
+    async fn on_ready(&mut self) -> Result<()> {
+        if !self.raw.has_ready() {
+            return Ok(());
+        }
+        let mut ready = self.raw.ready();
+        if let Some(soft) = ready.ss() {
+            tracing::info!(
+                id = self.raw.raft.id,
+                term = self.raw.raft.term,
+                role = ?soft.raft_state,
+                leader = soft.leader_id,
+                "raft role changed"
+            );
+        }
+        self.send(ready.take_messages());
+        if !ready.snapshot().is_empty() {
+            self.storage.apply_snapshot(ready.snapshot())?;
+            self.applied = ready.snapshot().get_metadata().get_index();
+        }
+        let committed = ready.take_committed_entries();
+        self.apply(committed)?;
+        if !ready.entries().is_empty() {
+            self.persist_entries(ready.take_entries()).await?;
+        }
+        if let Some(hard_state) = ready.hs() {
+            self.storage.set_hard_state(hard_state)?;
+        }
+        self.send(ready.take_persisted_messages());
+        let mut light = self.raw.advance(ready);
+        if let Some(commit) = light.commit_index() {
+            self.storage.set_commit(commit);
+        }
+        self.send(light.take_messages());
+        self.apply(light.take_committed_entries())?;
+        self.raw.advance_apply();
+        self.publish();
+        Ok(())
+    }
+
+    fn apply(&mut self, entries: Vec<Entry>) -> Result<()> {
+        for entry in entries {
+            match entry.get_entry_type() {
+                EntryType::EntryConfChange => {
+                    let change = ConfChange::parse_from_bytes(entry.get_data())
+                        .map_err(|e| Error::Raft(raft::Error::CodecError(e)))?;
+                    let conf_state = self.raw.apply_conf_change(&change)?;
+                    self.storage.set_conf_state(&conf_state)?;
+                }
+                EntryType::EntryConfChangeV2 => {
+                    let change = ConfChangeV2::parse_from_bytes(entry.get_data())
+                        .map_err(|e| Error::Raft(raft::Error::CodecError(e)))?;
+                    let conf_state = self.raw.apply_conf_change(&change)?;
+                    self.storage.set_conf_state(&conf_state)?;
+                }
+                EntryType::EntryNormal => {}
+            }
+            self.applied = entry.get_index();
+            if let Some(pending) = self.pending.remove(&entry.get_index()) {
+                let answer = if entry.get_term() == pending.term {
+                    Ok(pending.first)
+                } else {
+                    Err(Error::Dropped)
+                };
+                let _gone = pending.reply.send(answer);
+            }
+        }
+        Ok(())
+    }
+
+    fn publish(&mut self) {
+        let raft = &self.raw.raft;
+        let status = Status {
+            id: raft.id,
+            term: raft.term,
+            leader: (raft.leader_id != 0).then_some(raft.leader_id),
+            role: raft.state.into(),
+            commit_index: raft.raft_log.committed,
+            applied_index: self.applied,
+            last_index: raft.raft_log.last_index(),
+            failed: false,
+        };
+        self.status.send_if_modified(|old| {
+            let changed = *old != status;
+            *old = status;
+            changed
+        });
+    }
+}
