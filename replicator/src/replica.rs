@@ -434,6 +434,7 @@ impl<T: Transport> Driver<T> {
     }
 
     fn apply(&mut self, entries: Vec<Entry>) -> Result<()> {
+        let mut answers = Vec::new();
         for entry in entries {
             match entry.get_entry_type() {
                 EntryType::EntryConfChange => {
@@ -457,8 +458,14 @@ impl<T: Transport> Driver<T> {
                 } else {
                     Err(Error::Dropped)
                 };
-                let _gone = pending.reply.send(answer);
+                answers.push((pending.reply, answer));
             }
+        }
+        // Publish before answering: a client that reads its record right
+        // after the produce returns must find it applied.
+        self.publish();
+        for (reply, answer) in answers {
+            let _gone = reply.send(answer);
         }
         Ok(())
     }

@@ -35,6 +35,9 @@ struct Inner {
     meta: RaftMeta,
     /// Term of every index from `first_index()` to `last_index()`.
     terms: VecDeque<u64>,
+    /// Indexes of the non-data entries in the log, ascending: what turns
+    /// Raft indexes into dense user offsets.
+    internal: Vec<u64>,
 }
 
 impl Inner {
@@ -79,6 +82,7 @@ impl LogStorage {
             });
         }
         let mut terms = VecDeque::new();
+        let mut internal = Vec::new();
         let mut next = first;
         while next < log.next_offset() {
             let batch = log.read_batch(next, u64::MAX, OPEN_READ_RECORDS)?;
@@ -87,6 +91,9 @@ impl LogStorage {
             }
             for record in &batch {
                 terms.push_back(record.term);
+                if record.kind != log_core::RecordKind::Data {
+                    internal.push(record.offset);
+                }
             }
             next += batch.len() as u64;
         }
@@ -96,6 +103,7 @@ impl LogStorage {
                 state,
                 meta,
                 terms,
+                internal,
             })),
         })
     }
@@ -171,6 +179,8 @@ impl LogStorage {
             inner.log.truncate_suffix(first_new - 1)?;
             let keep = (first_new - inner.first_index()) as usize;
             inner.terms.truncate(keep);
+            let cut = inner.internal.partition_point(|&index| index < first_new);
+            inner.internal.truncate(cut);
         }
         if first_new != inner.last_index() + 1 {
             return Err(Error::StateFile {
@@ -184,6 +194,12 @@ impl LogStorage {
         let records: Vec<_> = entries.iter().map(entry::to_record).collect();
         inner.log.append_batch_at(first_new, &records)?;
         inner.terms.extend(entries.iter().map(Entry::get_term));
+        inner.internal.extend(
+            entries
+                .iter()
+                .filter(|entry| !entry::is_data(entry))
+                .map(Entry::get_index),
+        );
         Ok(())
     }
 
@@ -254,7 +270,39 @@ impl LogStorage {
         inner.state.store(&inner.meta)?;
         inner.log.reset(metadata.get_index() + 1)?;
         inner.terms.clear();
+        inner.internal.clear();
         Ok(())
+    }
+}
+
+impl LogStorage {
+    /// The user offset of the first data entry at or after Raft `index`:
+    /// the number of data entries before it. Offsets stay dense whatever
+    /// Raft's own entries (a new leader's empty entry, conf changes) do.
+    pub fn user_offset(&self, index: u64) -> u64 {
+        let inner = self.read();
+        let first = inner.first_index();
+        let index = index.max(first);
+        let internal_before = inner.internal.partition_point(|&i| i < index) as u64;
+        index - first - internal_before
+    }
+
+    /// The Raft index of the data entry with user offset `offset` (it may
+    /// lie past the log's end: callers bound it by the applied index).
+    pub fn index_of(&self, offset: u64) -> u64 {
+        let inner = self.read();
+        let first = inner.first_index();
+        // index = first + offset + (internal entries at or before index):
+        // grow the count until it is stable.
+        let mut internal = 0_u64;
+        loop {
+            let index = first + offset + internal;
+            let count = inner.internal.partition_point(|&i| i <= index) as u64;
+            if count == internal {
+                return index;
+            }
+            internal = count;
+        }
     }
 }
 
@@ -357,5 +405,96 @@ impl raft::Storage for LogStorage {
         metadata.set_term(inner.meta.snapshot_term);
         metadata.set_conf_state(inner.meta.conf_state.clone());
         Ok(snapshot)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use raft::prelude::EntryType;
+
+    use super::*;
+
+    fn entry(index: u64, term: u64, data: bool) -> Entry {
+        let mut entry = Entry::default();
+        entry.set_index(index);
+        entry.set_term(term);
+        entry.set_entry_type(EntryType::EntryNormal);
+        if data {
+            entry.set_data(format!("v{index}").into_bytes().into());
+            entry.set_context(entry::data_context(index).into());
+        }
+        entry
+    }
+
+    fn open(dir: &Path) -> LogStorage {
+        let config = log_core::Config {
+            fsync: log_core::FsyncPolicy::Never,
+            ..log_core::Config::default()
+        };
+        LogStorage::open(dir, config).expect("open")
+    }
+
+    #[test]
+    fn user_offsets_skip_raft_entries_and_survive_a_reopen() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let storage = open(dir.path());
+        // 1: leader no-op, 2-3 data, 4: no-op, 5 data.
+        let entries = [
+            entry(1, 1, false),
+            entry(2, 1, true),
+            entry(3, 1, true),
+            entry(4, 2, false),
+            entry(5, 2, true),
+        ];
+        storage.append(&entries).expect("append");
+        let check = |storage: &LogStorage| {
+            assert_eq!(
+                [2, 3, 5].map(|i| storage.user_offset(i)),
+                [0, 1, 2],
+                "data entries"
+            );
+            assert_eq!([0, 1, 2, 3].map(|o| storage.index_of(o)), [2, 3, 5, 6]);
+            assert_eq!(storage.user_offset(6), 3, "the end");
+        };
+        check(&storage);
+        drop(storage);
+        check(&open(dir.path()));
+    }
+
+    #[test]
+    fn a_conflicting_suffix_is_replaced_terms_and_offsets_too() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let storage = open(dir.path());
+        storage
+            .append(&[entry(1, 1, true), entry(2, 1, true), entry(3, 1, false)])
+            .expect("append");
+        // A new leader of term 2 replaces index 2 onwards.
+        storage
+            .append(&[entry(2, 2, false), entry(3, 2, true)])
+            .expect("replace");
+        use raft::Storage as _;
+        assert_eq!(storage.term(2).expect("term"), 2);
+        assert_eq!(storage.last_index().expect("last"), 3);
+        assert_eq!(storage.index_of(1), 3);
+        let read = storage
+            .entries(1, 4, None, GetEntriesContext::empty(false))
+            .expect("entries");
+        assert_eq!(
+            read,
+            [entry(1, 1, true), entry(2, 2, false), entry(3, 2, true)]
+        );
+        assert!(matches!(
+            storage.term(4),
+            Err(raft::Error::Store(StorageError::Unavailable))
+        ));
+        assert!(matches!(
+            storage.entries(0, 2, None, GetEntriesContext::empty(false)),
+            Err(raft::Error::Store(StorageError::Compacted))
+        ));
+        assert_eq!(storage.term(0).expect("term of the snapshot point"), 0);
+        let one = storage
+            .entries(1, 4, 1, GetEntriesContext::empty(false))
+            .expect("at least one entry");
+        assert_eq!(one.len(), 1);
     }
 }
