@@ -113,41 +113,6 @@ async fn a_batch_over_the_record_cap_is_refused_over_grpc_and_http() {
     server.stop().await;
 }
 
-/// Holds the runtime's only blocking thread until dropped, so every append
-/// (under `always`, on the blocking pool) waits holding its permits.
-struct BlockingPoolHeld {
-    release: Option<std::sync::mpsc::Sender<()>>,
-    task: Option<tokio::task::JoinHandle<()>>,
-}
-
-impl BlockingPoolHeld {
-    async fn hold() -> Self {
-        let (release, released) = std::sync::mpsc::channel::<()>();
-        let (held, is_held) = tokio::sync::oneshot::channel();
-        let task = tokio::task::spawn_blocking(move || {
-            let _ = held.send(());
-            let _ = released.recv();
-        });
-        tokio::time::timeout(CONDITION_TIMEOUT, is_held)
-            .await
-            .expect("the blocking thread was taken in time")
-            .expect("blocker alive");
-        Self {
-            release: Some(release),
-            task: Some(task),
-        }
-    }
-
-    async fn release(mut self) {
-        drop(self.release.take());
-        let task = self.task.take().expect("held");
-        tokio::time::timeout(CONDITION_TIMEOUT, task)
-            .await
-            .expect("the blocker ended")
-            .expect("blocker");
-    }
-}
-
 /// Runs `a` and `b` at once; returns the output of the first to finish and
 /// the other, still pending, to finish later.
 async fn first_of<A: Future, B: Future>(
@@ -180,7 +145,7 @@ fn appends_beyond_the_in_flight_limit_are_refused_at_the_server() {
         let server = start(dir.path()).await;
         let (mut big_client, mut small_client) = (server.client().await, server.client().await);
 
-        let held = BlockingPoolHeld::hold().await;
+        let held = common::BlockingPoolHeld::hold().await;
         let big = big_client.produce_batch(ProduceBatchRequest {
             records: (0..IN_FLIGHT).map(|_| record(b"big")).collect(),
         });
@@ -215,7 +180,7 @@ fn appends_beyond_the_in_flight_limit_are_refused_at_the_server() {
         );
         let after_grpc = server.log.next_offset();
 
-        let held = BlockingPoolHeld::hold().await;
+        let held = common::BlockingPoolHeld::hold().await;
         let big = post_json(
             &server,
             "/v1/records/batch",

@@ -135,3 +135,40 @@ pub fn record(value: &[u8]) -> proto::v1::Record {
         ..Default::default()
     }
 }
+
+/// Holds the only blocking thread of a runtime built with
+/// `max_blocking_threads(1)` until released, so whatever the server runs on
+/// the blocking pool (appends under `always`, fsync waits under `interval`)
+/// waits, with its request in flight.
+pub struct BlockingPoolHeld {
+    release: Option<std::sync::mpsc::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl BlockingPoolHeld {
+    pub async fn hold() -> Self {
+        let (release, released) = std::sync::mpsc::channel::<()>();
+        let (held, is_held) = tokio::sync::oneshot::channel();
+        let task = tokio::task::spawn_blocking(move || {
+            let _ = held.send(());
+            let _ = released.recv();
+        });
+        tokio::time::timeout(CONDITION_TIMEOUT, is_held)
+            .await
+            .expect("the blocking thread was taken in time")
+            .expect("blocker alive");
+        Self {
+            release: Some(release),
+            task: Some(task),
+        }
+    }
+
+    pub async fn release(mut self) {
+        drop(self.release.take());
+        let task = self.task.take().expect("held");
+        tokio::time::timeout(CONDITION_TIMEOUT, task)
+            .await
+            .expect("the blocker ended")
+            .expect("blocker");
+    }
+}
