@@ -9,10 +9,10 @@
 use std::sync::Arc;
 
 use axum::extract::{ConnectInfo, Request, State};
-use axum::http::{StatusCode, header};
 use axum::middleware::Next;
 use axum::response::Response;
 
+use crate::error::Error;
 use crate::transport::{Caller, Handshake, Plaintext};
 
 /// What a request needs permission for.
@@ -88,6 +88,10 @@ pub fn required_action(method: &axum::http::Method, path: &str) -> Option<Action
             _ => Action::Admin,
         });
     }
+    // Raft messages between nodes.
+    if path.starts_with("/proglog.v1.Raft/") {
+        return Some(Action::Replicate);
+    }
     // Reflection reveals the API's shape, so it needs `consume`.
     if path.starts_with("/grpc.reflection.") {
         return Some(Action::Consume);
@@ -130,30 +134,18 @@ pub(crate) async fn authorize(
 }
 
 fn refuse(request: &Request, caller: &Caller, action: Action) -> Response {
-    let grpc = request
-        .headers()
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.starts_with("application/grpc"));
-    let (status, http) = match &caller.subject {
-        None => (
-            tonic::Status::unauthenticated(format!(
-                "authentication required to {}",
-                action.as_str()
-            )),
-            StatusCode::UNAUTHORIZED,
-        ),
+    let (error, kind) = match &caller.subject {
+        None => (Error::Unauthenticated(action.as_str()), "unauthenticated"),
         Some(subject) => (
-            tonic::Status::permission_denied(format!("{subject:?} may not {}", action.as_str())),
-            StatusCode::FORBIDDEN,
+            Error::PermissionDenied {
+                subject: subject.clone(),
+                action: action.as_str(),
+            },
+            "permission_denied",
         ),
     };
-    metrics::counter!("proglog_errors_total", "kind" => if http == StatusCode::UNAUTHORIZED { "unauthenticated" } else { "permission_denied" }).increment(1);
-    if grpc {
-        status.into_http()
-    } else {
-        crate::error::http_error(http, status.message().to_owned())
-    }
+    metrics::counter!("proglog_errors_total", "kind" => kind).increment(1);
+    error.into_response_for(crate::edge::is_grpc(request.headers()))
 }
 
 #[cfg(test)]

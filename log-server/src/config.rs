@@ -23,6 +23,30 @@ pub struct ServerConfig {
     pub consume_records_max: u32,
     /// Records one `ProduceBatch` (or HTTP batch) may carry.
     pub produce_batch_records_max: usize,
+    /// Connections open at once (handshaking or served); one more is
+    /// accepted and closed at once, and counted in
+    /// `proglog_connections_refused_total`. Keep it below the process's
+    /// open-file limit, with room for the log's files.
+    pub connections_max: usize,
+    /// Milliseconds an HTTP/1 client has to send a request's headers.
+    pub header_read_timeout_ms: u64,
+    /// Milliseconds a connection may stay open with no request in progress
+    /// (a half-sent request head counts as none) before it is closed.
+    pub idle_timeout_ms: u64,
+    /// Milliseconds an HTTP request body may go without sending anything
+    /// before the request is refused with 408 (gRPC streams may idle).
+    pub body_read_timeout_ms: u64,
+    /// Milliseconds of silence from an HTTP/2 peer before the server pings
+    /// it.
+    pub http2_keepalive_interval_ms: u64,
+    /// Milliseconds an HTTP/2 peer has to answer a ping before its
+    /// connection is closed as dead.
+    pub http2_keepalive_timeout_ms: u64,
+    /// Bytes of a refused HTTP request's body the server reads and discards
+    /// before answering, so that clients which send the whole body before
+    /// reading (curl over HTTP/2) get the refusal intact; a longer body has
+    /// its stream reset after the answer.
+    pub refusal_drain_bytes_max: u64,
 }
 
 impl Default for ServerConfig {
@@ -36,6 +60,13 @@ impl Default for ServerConfig {
             produce_stream_batch_max: 256,
             consume_records_max: 10_000,
             produce_batch_records_max: 65_536,
+            connections_max: 1024,
+            header_read_timeout_ms: 10_000,
+            idle_timeout_ms: 60_000,
+            body_read_timeout_ms: 10_000,
+            http2_keepalive_interval_ms: 30_000,
+            http2_keepalive_timeout_ms: 10_000,
+            refusal_drain_bytes_max: 64 << 20,
         }
     }
 }

@@ -1,5 +1,10 @@
 //! The API's errors and their one mapping to gRPC status codes and HTTP
 //! responses. Internals (paths, I/O details) are logged, never sent.
+//!
+//! Every refusal either protocol can give is an [`Error`]; [`Error::codes`]
+//! is the only place a gRPC code or an HTTP status is chosen, and an HTTP
+//! error body names the gRPC code of the same error, so both protocols say
+//! the same thing about the same refusal.
 
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -30,9 +35,56 @@ pub enum Error {
         /// The limit.
         limit: u64,
     },
+    /// A request message (gRPC) or body (HTTP) is over the server's limit.
+    #[error("{}", too_large("request", *.size, *.limit))]
+    MessageTooLarge {
+        /// Its size, when known before reading it.
+        size: Option<u64>,
+        /// The limit, bytes.
+        limit: u64,
+    },
     /// The request is malformed.
     #[error("{0}")]
     InvalidArgument(String),
+    /// An HTTP body that is not JSON.
+    #[error("expected Content-Type application/json, got {0:?}")]
+    UnsupportedMediaType(String),
+    /// The request target (path and query) is over the limit.
+    #[error("{}", too_large("request target", Some(*.size), *.limit))]
+    UriTooLong {
+        /// Its length, bytes.
+        size: u64,
+        /// The limit, bytes.
+        limit: u64,
+    },
+    /// The request's headers are over the limit.
+    #[error("{}", too_large("request headers", Some(*.size), *.limit))]
+    HeadersTooLarge {
+        /// Their size, bytes.
+        size: u64,
+        /// The limit, bytes.
+        limit: u64,
+    },
+    /// The caller has no identity and the call needs one.
+    #[error("authentication required to {0}")]
+    Unauthenticated(&'static str),
+    /// The policy does not allow the caller this call.
+    #[error("{subject:?} may not {action}")]
+    PermissionDenied {
+        /// Who asked.
+        subject: String,
+        /// The action refused.
+        action: &'static str,
+    },
+    /// No such gRPC method or HTTP route.
+    #[error("no such method or route")]
+    NoRoute,
+    /// The route exists, not with this HTTP method.
+    #[error("method {0} is not allowed on this route")]
+    MethodNotAllowed(String),
+    /// The client stopped sending its request body.
+    #[error("the request body stalled for {0} ms")]
+    RequestTimeout(u64),
     /// Too much is in flight; retry with backoff.
     #[error("{0}")]
     Overloaded(String),
@@ -42,6 +94,13 @@ pub enum Error {
     /// A fault the client cannot fix; details are in the server's log.
     #[error("internal error")]
     Internal,
+}
+
+fn too_large(what: &str, size: Option<u64>, limit: u64) -> String {
+    match size {
+        Some(size) => format!("{what} of {size} bytes is over the limit of {limit} bytes"),
+        None => format!("{what} is over the limit of {limit} bytes"),
+    }
 }
 
 impl From<log_core::Error> for Error {
@@ -77,49 +136,44 @@ pub const LOWEST_OFFSET_KEY: &str = "proglog-lowest-offset";
 /// See [`LOWEST_OFFSET_KEY`].
 pub const NEXT_OFFSET_KEY: &str = "proglog-next-offset";
 
-impl From<Error> for tonic::Status {
-    fn from(error: Error) -> Self {
-        let message = error.to_string();
-        match error {
-            Error::OutOfRange { lowest, next, .. } => {
-                let mut status = tonic::Status::out_of_range(message);
-                let metadata = status.metadata_mut();
-                metadata.insert(LOWEST_OFFSET_KEY, lowest.into());
-                metadata.insert(NEXT_OFFSET_KEY, next.into());
-                status
+impl Error {
+    /// The gRPC code and the HTTP status of this error: the one mapping.
+    pub fn codes(&self) -> (tonic::Code, StatusCode) {
+        use tonic::Code;
+        match self {
+            Self::OutOfRange { .. } => (Code::OutOfRange, StatusCode::NOT_FOUND),
+            Self::RecordTooLarge { .. } => (Code::InvalidArgument, StatusCode::PAYLOAD_TOO_LARGE),
+            Self::MessageTooLarge { .. } => {
+                (Code::ResourceExhausted, StatusCode::PAYLOAD_TOO_LARGE)
             }
-            Error::RecordTooLarge { .. } | Error::InvalidArgument(_) => {
-                tonic::Status::invalid_argument(message)
+            Self::InvalidArgument(_) => (Code::InvalidArgument, StatusCode::BAD_REQUEST),
+            Self::UnsupportedMediaType(_) => {
+                (Code::InvalidArgument, StatusCode::UNSUPPORTED_MEDIA_TYPE)
             }
-            Error::Overloaded(_) => tonic::Status::resource_exhausted(message),
-            Error::Unavailable(_) => tonic::Status::unavailable(message),
-            Error::Internal => tonic::Status::internal(message),
+            Self::UriTooLong { .. } => (Code::ResourceExhausted, StatusCode::URI_TOO_LONG),
+            Self::HeadersTooLarge { .. } => (
+                Code::ResourceExhausted,
+                StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            ),
+            Self::Unauthenticated(_) => (Code::Unauthenticated, StatusCode::UNAUTHORIZED),
+            Self::PermissionDenied { .. } => (Code::PermissionDenied, StatusCode::FORBIDDEN),
+            Self::NoRoute => (Code::Unimplemented, StatusCode::NOT_FOUND),
+            Self::MethodNotAllowed(_) => (Code::Unimplemented, StatusCode::METHOD_NOT_ALLOWED),
+            Self::RequestTimeout(_) => (Code::DeadlineExceeded, StatusCode::REQUEST_TIMEOUT),
+            Self::Overloaded(_) => (Code::ResourceExhausted, StatusCode::TOO_MANY_REQUESTS),
+            Self::Unavailable(_) => (Code::Unavailable, StatusCode::SERVICE_UNAVAILABLE),
+            Self::Internal => (Code::Internal, StatusCode::INTERNAL_SERVER_ERROR),
         }
     }
-}
 
-impl Error {
     /// The HTTP status for this error.
     pub fn http_status(&self) -> StatusCode {
-        match self {
-            Self::OutOfRange { .. } => StatusCode::NOT_FOUND,
-            Self::RecordTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
-            Self::InvalidArgument(_) => StatusCode::BAD_REQUEST,
-            Self::Overloaded(_) => StatusCode::TOO_MANY_REQUESTS,
-            Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
-            Self::Internal => StatusCode::INTERNAL_SERVER_ERROR,
-        }
+        self.codes().1
     }
 
-    /// The gRPC-style code name, also used in HTTP error bodies.
+    /// The gRPC code name, also used in HTTP error bodies.
     pub fn code(&self) -> &'static str {
-        match self {
-            Self::OutOfRange { .. } => "OUT_OF_RANGE",
-            Self::RecordTooLarge { .. } | Self::InvalidArgument(_) => "INVALID_ARGUMENT",
-            Self::Overloaded(_) => "RESOURCE_EXHAUSTED",
-            Self::Unavailable(_) => "UNAVAILABLE",
-            Self::Internal => "INTERNAL",
-        }
+        proto::code_name(self.codes().0)
     }
 
     /// The JSON body of an HTTP error: `{"error":{"code","message",...}}`.
@@ -130,10 +184,36 @@ impl Error {
                 body["lowestOffset"] = (*lowest).into();
                 body["nextOffset"] = (*next).into();
             }
-            Self::RecordTooLarge { limit, .. } => body["limitBytes"] = (*limit).into(),
+            Self::RecordTooLarge { limit, .. }
+            | Self::MessageTooLarge { limit, .. }
+            | Self::UriTooLong { limit, .. }
+            | Self::HeadersTooLarge { limit, .. } => body["limitBytes"] = (*limit).into(),
             _ => {}
         }
         serde_json::json!({ "error": body })
+    }
+
+    /// The answer to a request of either protocol: a gRPC status for a
+    /// gRPC caller, an HTTP status with a JSON body otherwise.
+    pub fn into_response_for(self, grpc: bool) -> Response {
+        if grpc {
+            tonic::Status::from(self).into_http()
+        } else {
+            self.into_response()
+        }
+    }
+}
+
+impl From<Error> for tonic::Status {
+    fn from(error: Error) -> Self {
+        let message = error.to_string();
+        let mut status = tonic::Status::new(error.codes().0, message);
+        if let Error::OutOfRange { lowest, next, .. } = error {
+            let metadata = status.metadata_mut();
+            metadata.insert(LOWEST_OFFSET_KEY, lowest.into());
+            metadata.insert(NEXT_OFFSET_KEY, next.into());
+        }
+        status
     }
 }
 
@@ -143,21 +223,70 @@ impl IntoResponse for Error {
     }
 }
 
-/// An HTTP error that is about the request itself (status and message).
-pub(crate) fn http_error(status: StatusCode, message: impl Into<String>) -> Response {
-    let code = match status {
-        StatusCode::PAYLOAD_TOO_LARGE => "INVALID_ARGUMENT",
-        StatusCode::UNSUPPORTED_MEDIA_TYPE => "INVALID_ARGUMENT",
-        _ if status.is_client_error() => "INVALID_ARGUMENT",
-        _ => "INTERNAL",
-    };
-    let body = serde_json::json!({ "error": { "code": code, "message": message.into() } });
-    (status, axum::Json(body)).into_response()
+/// tonic's own refusals of a request message it could not decode, in this
+/// API's terms: a message over the limit is `RESOURCE_EXHAUSTED` (as gRPC
+/// itself answers it; tonic says `OUT_OF_RANGE`, which here means an offset
+/// past the end), and one that is not valid protobuf is `INVALID_ARGUMENT`
+/// (the client's fault; tonic says `INTERNAL`, which here means a server
+/// fault). Any other status is returned as it is.
+pub(crate) fn refine_decode_status(status: tonic::Status) -> tonic::Status {
+    const TOO_LARGE: &str = "Error, decoded message length too large";
+    const MALFORMED: &str = "failed to decode Protobuf message";
+    let message = status.message();
+    match status.code() {
+        tonic::Code::OutOfRange if message.starts_with(TOO_LARGE) => {
+            // "...: found {size} bytes, the limit is: {limit} bytes"
+            let mut numbers = message
+                .split(|c: char| !c.is_ascii_digit())
+                .filter_map(|n| n.parse::<u64>().ok());
+            let (size, limit) = (numbers.next(), numbers.next());
+            Error::MessageTooLarge {
+                size: size.filter(|_| limit.is_some()),
+                limit: limit.or(size).unwrap_or(0),
+            }
+            .into()
+        }
+        tonic::Code::Internal if message.starts_with(MALFORMED) => Error::InvalidArgument(format!(
+            "the request is not a valid protobuf message: {message}"
+        ))
+        .into(),
+        _ => status,
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn every_error() -> Vec<Error> {
+        vec![
+            Error::OutOfRange {
+                offset: 9,
+                lowest: 2,
+                next: 5,
+            },
+            Error::RecordTooLarge { size: 2, limit: 1 },
+            Error::MessageTooLarge {
+                size: Some(2),
+                limit: 1,
+            },
+            Error::InvalidArgument("x".into()),
+            Error::UnsupportedMediaType("text/plain".into()),
+            Error::UriTooLong { size: 2, limit: 1 },
+            Error::HeadersTooLarge { size: 2, limit: 1 },
+            Error::Unauthenticated("produce"),
+            Error::PermissionDenied {
+                subject: "reader".into(),
+                action: "produce",
+            },
+            Error::NoRoute,
+            Error::MethodNotAllowed("GET".into()),
+            Error::RequestTimeout(1),
+            Error::Overloaded("x".into()),
+            Error::Unavailable("x".into()),
+            Error::Internal,
+        ]
+    }
 
     #[test]
     fn out_of_range_carries_the_range_in_status_and_body() {
@@ -181,11 +310,39 @@ mod tests {
     }
 
     #[test]
+    fn an_http_body_names_the_grpc_code_of_the_same_error() {
+        for error in every_error() {
+            let status = tonic::Status::from(error.clone());
+            assert_eq!(
+                error.json_body()["error"]["code"],
+                proto::code_name(status.code()),
+                "{error:?}"
+            );
+            assert_eq!(
+                error.json_body()["error"]["message"],
+                status.message(),
+                "{error:?}"
+            );
+            assert!(
+                error.http_status().is_client_error() || error.http_status().is_server_error(),
+                "{error:?}"
+            );
+        }
+    }
+
+    #[test]
     fn each_error_has_its_grpc_code() {
         let cases = [
             (
                 Error::RecordTooLarge { size: 2, limit: 1 },
                 tonic::Code::InvalidArgument,
+            ),
+            (
+                Error::MessageTooLarge {
+                    size: None,
+                    limit: 1,
+                },
+                tonic::Code::ResourceExhausted,
             ),
             (
                 Error::InvalidArgument("x".into()),
@@ -195,12 +352,31 @@ mod tests {
                 Error::Overloaded("x".into()),
                 tonic::Code::ResourceExhausted,
             ),
+            (Error::NoRoute, tonic::Code::Unimplemented),
             (Error::Unavailable("x".into()), tonic::Code::Unavailable),
             (Error::Internal, tonic::Code::Internal),
         ];
         for (error, code) in cases {
             assert_eq!(tonic::Status::from(error).code(), code);
         }
+    }
+
+    #[test]
+    fn tonic_decode_refusals_get_this_apis_codes() {
+        let oversize = refine_decode_status(tonic::Status::out_of_range(
+            "Error, decoded message length too large: found 20971525 bytes, the limit is: 16777216 bytes",
+        ));
+        assert_eq!(oversize.code(), tonic::Code::ResourceExhausted);
+        assert_eq!(
+            oversize.message(),
+            "request of 20971525 bytes is over the limit of 16777216 bytes"
+        );
+        let malformed = refine_decode_status(tonic::Status::internal(
+            "failed to decode Protobuf message: buffer underflow",
+        ));
+        assert_eq!(malformed.code(), tonic::Code::InvalidArgument);
+        let ours = refine_decode_status(Error::Internal.into());
+        assert_eq!(ours.code(), tonic::Code::Internal);
     }
 
     #[test]

@@ -18,7 +18,8 @@ use tonic::{Request, Response, Status, Streaming};
 
 use crate::commit_log::CommitLog;
 use crate::config::ServerConfig;
-use crate::error::Error;
+use crate::error::{Error, refine_decode_status};
+use crate::follow::FollowEnd;
 
 /// Responses buffered per stream before the sender waits for the client.
 const STREAM_BUFFER: usize = 256;
@@ -60,8 +61,8 @@ fn checked_value(request: ProduceRequest, limit: u64) -> Result<Bytes, Status> {
     Ok(value)
 }
 
-fn shutting_down() -> Status {
-    Status::unavailable("the server is shutting down")
+fn shutting_down() -> Error {
+    Error::Unavailable("the server is shutting down".into())
 }
 
 /// Values of produce requests, or the error for the first request without a
@@ -102,7 +103,7 @@ impl<L: CommitLog> LogService<L> {
                     () = shutdown.cancelled() => {
                         // The client must learn that requests it sent may
                         // be unread.
-                        let _ = responses.send(Err(shutting_down())).await;
+                        let _ = responses.send(Err(shutting_down().into())).await;
                         return;
                     }
                     next = inbound.message() => next,
@@ -172,6 +173,7 @@ enum Take {
 }
 
 fn take(next: Result<Option<ProduceRequest>, Status>, limit: u64, good: &mut Vec<Bytes>) -> Take {
+    let next = next.map_err(refine_decode_status);
     match next.and_then(|request| request.map(|r| checked_value(r, limit)).transpose()) {
         Ok(Some(value)) => {
             good.push(value);
@@ -257,7 +259,7 @@ impl<L: CommitLog> LogApi for LogService<L> {
                     let item = match next {
                         Ok(Some(request)) => checked_value(request, limit),
                         Ok(None) => return,
-                        Err(status) => Err(status),
+                        Err(status) => Err(refine_decode_status(status)),
                     };
                     let last = item.is_err();
                     if requests_tx.send(item).await.is_err() || last {
@@ -281,7 +283,7 @@ impl<L: CommitLog> LogApi for LogService<L> {
                         // The reader also stops at shutdown: the client must
                         // learn that requests it sent may be unread.
                         if shutdown.is_cancelled() {
-                            let _ = responses.send(Err(shutting_down())).await;
+                            let _ = responses.send(Err(shutting_down().into())).await;
                         }
                         return;
                     };
@@ -383,70 +385,39 @@ impl<L: CommitLog> LogApi for LogService<L> {
         request: Request<ConsumeRequest>,
     ) -> Result<Response<Self::ConsumeStreamStream>, Status> {
         crate::metrics::observe_grpc("ConsumeStream", async move {
-            let mut offset = request.into_inner().offset;
-            let info = self.log.info();
-            if offset < info.lowest_offset || offset > info.commit_offset {
-                return Err(Error::OutOfRange {
-                    offset,
-                    lowest: info.lowest_offset,
-                    next: info.commit_offset,
-                }
-                .into());
-            }
+            let offset = request.into_inner().offset;
+            crate::follow::check_start(&*self.log, offset)?;
             let (responses, out) = mpsc::channel(STREAM_BUFFER);
             let log = Arc::clone(&self.log);
             let shutdown = self.shutdown.clone();
-            let bytes_max = self.config.consume_bytes_default;
-            let records_max = u64::from(self.config.consume_records_default);
+            let follow = crate::follow::Follow {
+                bytes_max: self.config.consume_bytes_default,
+                records_max: u64::from(self.config.consume_records_default),
+                stream_kind: "consume",
+                protocol: "grpc",
+            };
             crate::trace::spawn(async move {
-                let _open = crate::metrics::OpenStream::new("consume");
-                let wakeups = crate::metrics::follow_wakeups("grpc");
-                let mut commit = log.watch_commit();
-                loop {
-                    let committed = *commit.borrow_and_update();
-                    if offset < committed {
-                        let records = tokio::select! {
-                            records = log.read_batch(offset, bytes_max, records_max) => records,
-                            () = shutdown.cancelled() => Err(Error::Unavailable("the server is shutting down".into())),
-                        };
-                        match records {
-                            Ok(records) => {
-                                for record in records {
-                                    offset = record.offset + 1;
-                                    if responses
-                                        .send(Ok(ConsumeResponse {
-                                            record: Some(record.into()),
-                                        }))
-                                        .await
-                                        .is_err()
-                                    {
-                                        return;
-                                    }
-                                }
-                            }
-                            Err(error) => {
-                                let _ = responses.send(Err(error.into())).await;
-                                return;
-                            }
-                        }
-                        continue;
-                    }
-                    tokio::select! {
-                        changed = commit.changed() => {
-                            if changed.is_err() {
-                                return;
-                            }
-                            wakeups.increment(1);
-                        }
-                        () = responses.closed() => return,
-                        () = shutdown.cancelled() => {
-                            let _ = responses.send(Err(shutting_down())).await;
-                            return;
-                        }
-                    }
-                }
+                let encode = |records: Vec<log_core::Record>| {
+                    records
+                        .into_iter()
+                        .map(|record| {
+                            Ok(ConsumeResponse {
+                                record: Some(record.into()),
+                            })
+                        })
+                        .collect()
+                };
+                let end = follow.run(log, offset, shutdown, &responses, encode).await;
+                let last = match end {
+                    FollowEnd::ClientGone => return,
+                    FollowEnd::Shutdown => shutting_down(),
+                    FollowEnd::Failed(error) => error,
+                };
+                let _ = responses.send(Err(last.into())).await;
             });
-            Ok(Response::new(Box::pin(ReceiverStream::new(out)) as Self::ConsumeStreamStream))
+            Ok(Response::new(
+                Box::pin(ReceiverStream::new(out)) as Self::ConsumeStreamStream
+            ))
         })
         .await
     }

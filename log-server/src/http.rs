@@ -20,7 +20,8 @@ use tokio_util::sync::CancellationToken;
 
 use crate::commit_log::CommitLog;
 use crate::config::ServerConfig;
-use crate::error::{Error, http_error};
+use crate::error::Error;
+use crate::follow::{Follow, FollowEnd};
 
 struct AppState<L> {
     log: Arc<L>,
@@ -28,14 +29,16 @@ struct AppState<L> {
     shutdown: CancellationToken,
 }
 
-/// The HTTP routes over `log`. `/healthz` and `/readyz` are plain and never
-/// behind auth; readiness turns 503 as soon as `shutdown` is cancelled.
+/// The HTTP routes over `log`, with `/healthz` and `/readyz`
+/// ([`crate::probes`]: never behind auth; readiness turns 503 as soon as
+/// `shutdown` is cancelled).
 pub fn router<L: CommitLog>(
     log: Arc<L>,
     config: ServerConfig,
     shutdown: CancellationToken,
 ) -> Router {
     let body_limit = config.http_body_bytes_max;
+    let probes = crate::probes::routes(Arc::clone(&log), shutdown.clone());
     let state = Arc::new(AppState {
         log,
         config,
@@ -48,14 +51,10 @@ pub fn router<L: CommitLog>(
         .route("/v1/records/{offset}", get(consume::<L>))
         .route("/v1/info", get(info::<L>))
         .route("/v1/servers", get(servers::<L>))
-        .route(
-            "/healthz",
-            get(|| async { Json(serde_json::json!({ "status": "ok" })) }),
-        )
-        .route("/readyz", get(ready::<L>))
+        .with_state(state)
+        .merge(probes)
         .route_layer(axum::middleware::from_fn(crate::metrics::observe_http))
         .layer(DefaultBodyLimit::max(body_limit))
-        .with_state(state)
 }
 
 /// Base64 as proto3 JSON accepts it: standard or URL-safe, padded or not.
@@ -139,29 +138,28 @@ impl From<log_core::Record> for RecordOut {
 fn json_body<T: for<'de> Deserialize<'de>>(
     headers: &HeaderMap,
     body: Result<Bytes, BytesRejection>,
-) -> Result<T, (StatusCode, String)> {
+    config: &ServerConfig,
+) -> Result<T, Error> {
     let content_type = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .unwrap_or("");
     let mime = content_type.split(';').next().unwrap_or("").trim();
     if !mime.eq_ignore_ascii_case("application/json") {
-        return Err((
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            format!("expected Content-Type application/json, got {content_type:?}"),
-        ));
+        return Err(Error::UnsupportedMediaType(content_type.to_owned()));
     }
     let body = body.map_err(|rejection| {
-        let status = rejection.status();
-        let message = if status == StatusCode::PAYLOAD_TOO_LARGE {
-            "request body is over the server's limit".to_owned()
+        if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            Error::MessageTooLarge {
+                size: None,
+                limit: config.http_body_bytes_max as u64,
+            }
         } else {
-            rejection.body_text()
-        };
-        (status, message)
+            Error::InvalidArgument(rejection.body_text())
+        }
     })?;
     serde_json::from_slice(&body)
-        .map_err(|e| (StatusCode::BAD_REQUEST, format!("malformed JSON body: {e}")))
+        .map_err(|e| Error::InvalidArgument(format!("malformed JSON body: {e}")))
 }
 
 async fn produce<L: CommitLog>(
@@ -169,9 +167,9 @@ async fn produce<L: CommitLog>(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    let request: ProduceIn = match json_body(&headers, body) {
+    let request: ProduceIn = match json_body(&headers, body, &state.config) {
         Ok(request) => request,
-        Err((status, message)) => return http_error(status, message),
+        Err(error) => return error.into_response(),
     };
     let result = async {
         let value = decode_base64(&request.record.value)?;
@@ -188,9 +186,9 @@ async fn produce_batch<L: CommitLog>(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    let request: ProduceBatchIn = match json_body(&headers, body) {
+    let request: ProduceBatchIn = match json_body(&headers, body, &state.config) {
         Ok(request) => request,
-        Err((status, message)) => return http_error(status, message),
+        Err(error) => return error.into_response(),
     };
     let result = async {
         if request.records.is_empty() {
@@ -219,10 +217,8 @@ async fn consume<L: CommitLog>(
     Path(offset): Path<String>,
 ) -> Response {
     let Ok(offset) = offset.parse::<u64>() else {
-        return http_error(
-            StatusCode::BAD_REQUEST,
-            format!("offset {offset:?} is not a non-negative integer"),
-        );
+        return Error::InvalidArgument(format!("offset {offset:?} is not a non-negative integer"))
+            .into_response();
     };
     match state.log.read(offset).await {
         Ok(record) => {
@@ -246,17 +242,20 @@ async fn range<L: CommitLog>(
 ) -> Response {
     let Query(query) = match query {
         Ok(query) => query,
-        Err(rejection) => return http_error(StatusCode::BAD_REQUEST, rejection.body_text()),
+        Err(rejection) => return Error::InvalidArgument(rejection.body_text()).into_response(),
     };
     let from = query.from.unwrap_or_else(|| state.log.info().lowest_offset);
-    // Bounded whatever the client asks: one response never holds more than
-    // a gRPC batch would.
+    // As in gRPC (where proto3 cannot tell 0 from unset), 0 means the
+    // default. Bounded whatever the client asks: one response never holds
+    // more than a gRPC batch would.
     let limit = query
         .limit
+        .filter(|limit| *limit > 0)
         .unwrap_or(u64::from(state.config.consume_records_default))
         .min(u64::from(state.config.consume_records_max));
     let bytes_max = query
         .max_bytes
+        .filter(|bytes| *bytes > 0)
         .unwrap_or(state.config.consume_bytes_default)
         .min(state.config.batch_bytes_max());
     match state.log.read_batch(from, bytes_max, limit).await {
@@ -284,70 +283,43 @@ async fn follow<L: CommitLog>(
 ) -> Response {
     let Query(query) = match query {
         Ok(query) => query,
-        Err(rejection) => return http_error(StatusCode::BAD_REQUEST, rejection.body_text()),
+        Err(rejection) => return Error::InvalidArgument(rejection.body_text()).into_response(),
     };
-    let info = state.log.info();
-    let from = query.from.unwrap_or(info.lowest_offset);
-    if from < info.lowest_offset || from > info.commit_offset {
-        return Error::OutOfRange {
-            offset: from,
-            lowest: info.lowest_offset,
-            next: info.commit_offset,
-        }
-        .into_response();
+    let from = query.from.unwrap_or_else(|| state.log.info().lowest_offset);
+    if let Err(error) = crate::follow::check_start(&*state.log, from) {
+        return error.into_response();
     }
     let (lines, body) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(64);
     crate::trace::spawn(async move {
-        let _open = crate::metrics::OpenStream::new("http_follow");
-        let wakeups = crate::metrics::follow_wakeups("http");
-        let mut offset = from;
-        let mut commit = state.log.watch_commit();
-        loop {
-            let committed = *commit.borrow_and_update();
-            if offset < committed {
-                let records = state
-                    .log
-                    .read_batch(
-                        offset,
-                        state.config.consume_bytes_default,
-                        u64::from(state.config.consume_records_default),
-                    )
-                    .await;
-                let chunk = match records {
-                    Ok(records) => {
-                        let mut chunk = Vec::new();
-                        for record in records {
-                            offset = record.offset + 1;
-                            let line = serde_json::json!({ "record": RecordOut::from(record) });
-                            serde_json::to_writer(&mut chunk, &line)
-                                .expect("JSON values serialise");
-                            chunk.push(b'\n');
-                        }
-                        chunk
-                    }
-                    Err(error) => {
-                        let mut line =
-                            serde_json::to_vec(&error.json_body()).expect("JSON values serialise");
-                        line.push(b'\n');
-                        let _ = lines.send(Ok(line.into())).await;
-                        return;
-                    }
-                };
-                if lines.send(Ok(chunk.into())).await.is_err() {
-                    return;
-                }
-                continue;
+        let follow = Follow {
+            bytes_max: state.config.consume_bytes_default,
+            records_max: u64::from(state.config.consume_records_default),
+            stream_kind: "http_follow",
+            protocol: "http",
+        };
+        let encode = |records: Vec<log_core::Record>| {
+            let mut chunk = Vec::new();
+            for record in records {
+                let line = serde_json::json!({ "record": RecordOut::from(record) });
+                serde_json::to_writer(&mut chunk, &line).expect("JSON values serialise");
+                chunk.push(b'\n');
             }
-            tokio::select! {
-                changed = commit.changed() => {
-                    if changed.is_err() {
-                        return;
-                    }
-                    wakeups.increment(1);
-                }
-                () = lines.closed() => return,
-                () = state.shutdown.cancelled() => return,
-            }
+            vec![Ok(Bytes::from(chunk))]
+        };
+        let end = follow
+            .run(
+                Arc::clone(&state.log),
+                from,
+                state.shutdown.clone(),
+                &lines,
+                encode,
+            )
+            .await;
+        // A shutdown just ends the body; a failed read says why first.
+        if let FollowEnd::Failed(error) = end {
+            let mut line = serde_json::to_vec(&error.json_body()).expect("JSON values serialise");
+            line.push(b'\n');
+            let _ = lines.send(Ok(line.into())).await;
         }
     });
     let stream = tokio_stream::wrappers::ReceiverStream::new(body).map(|chunk| chunk);
@@ -385,22 +357,4 @@ async fn servers<L: CommitLog>(State(state): State<Arc<AppState<L>>>) -> Respons
         })
         .collect();
     Json(serde_json::json!({ "servers": servers })).into_response()
-}
-
-async fn ready<L: CommitLog>(State(state): State<Arc<AppState<L>>>) -> Response {
-    if state.shutdown.is_cancelled() {
-        return (
-            StatusCode::SERVICE_UNAVAILABLE,
-            Json(serde_json::json!({ "status": "shutting down" })),
-        )
-            .into_response();
-    }
-    if !state.log.is_ready() {
-        return (
-            StatusCode::SERVICE_UNAVAILABLE,
-            Json(serde_json::json!({ "status": "log not writable" })),
-        )
-            .into_response();
-    }
-    Json(serde_json::json!({ "status": "ready" })).into_response()
 }

@@ -15,11 +15,17 @@
 //! | `proglog_errors_total` | counter | `kind` |
 //! | `proglog_open_streams` | gauge | `kind` |
 //! | `proglog_follow_wakeups_total` | counter | `protocol` |
+//! | `proglog_connections_refused_total` | counter | |
+//! | `proglog_accept_errors_total` | counter | |
 //!
 //! `proglog_follow_wakeups_total` counts the times a tail-following stream
 //! (gRPC `ConsumeStream`, HTTP follow) woke for a new commit offset: idle
 //! followers must not wake at all, so its rate shows a polling regression or
 //! a thundering herd.
+//!
+//! `proglog_connections_refused_total` counts connections closed at once
+//! because `connections_max` were open; `proglog_accept_errors_total` counts
+//! failed accepts (out of file descriptors), retried with backoff.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -42,7 +48,13 @@ fn error_kind(error: &Error) -> &'static str {
     match error {
         Error::OutOfRange { .. } => "out_of_range",
         Error::RecordTooLarge { .. } => "record_too_large",
-        Error::InvalidArgument(_) => "invalid_argument",
+        Error::MessageTooLarge { .. } => "message_too_large",
+        Error::InvalidArgument(_) | Error::UnsupportedMediaType(_) => "invalid_argument",
+        Error::UriTooLong { .. } | Error::HeadersTooLarge { .. } => "head_too_large",
+        Error::Unauthenticated(_) => "unauthenticated",
+        Error::PermissionDenied { .. } => "permission_denied",
+        Error::NoRoute | Error::MethodNotAllowed(_) => "no_route",
+        Error::RequestTimeout(_) => "request_timeout",
         Error::Overloaded(_) => "overloaded",
         Error::Unavailable(_) => "unavailable",
         Error::Internal => "internal",

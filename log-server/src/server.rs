@@ -6,7 +6,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
-use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::routing::get;
 use proto::v1::log_server::LogServer;
@@ -17,14 +16,17 @@ use tokio_util::sync::CancellationToken;
 use crate::access::Access;
 use crate::commit_log::CommitLog;
 use crate::config::ServerConfig;
+use crate::error::Error;
 use crate::grpc::LogService;
 use crate::metrics::{Instrumented, MetricsRender};
-use crate::transport::{Caller, Incoming, Plaintext};
+use crate::transport::{Incoming, Plaintext};
 
 /// How often the gRPC health status follows the log's readiness.
 const HEALTH_REFRESH: Duration = Duration::from_secs(1);
 /// The service name health reports, as clients and probes ask for it.
 const LOG_SERVICE_NAME: &str = "proglog.v1.Log";
+/// Drain bound of the metrics listener: it serves only quick requests.
+const METRICS_DRAIN_TIMEOUT_MS: u64 = 1_000;
 
 /// Serves gRPC and HTTP on `listener` until `shutdown` is cancelled, with
 /// `GET /metrics` when `metrics` is given.
@@ -43,6 +45,24 @@ pub async fn serve<L: CommitLog>(
     shutdown: CancellationToken,
     metrics: Option<MetricsRender>,
     access: Access,
+) -> std::io::Result<()> {
+    serve_with_internal(listener, log, config, shutdown, metrics, access, Router::new()).await
+}
+
+/// [`serve`] with `internal` routes on the same port, behind the same
+/// handshake and authorization: the agent's node-to-node services (Raft
+/// messages need the `replicate` action).
+///
+/// # Errors
+/// As [`serve`].
+pub async fn serve_with_internal<L: CommitLog>(
+    listener: TcpListener,
+    log: Arc<L>,
+    config: ServerConfig,
+    shutdown: CancellationToken,
+    metrics: Option<MetricsRender>,
+    access: Access,
+    internal: Router,
 ) -> std::io::Result<()> {
     let log = Arc::new(Instrumented(log));
     let (health_service, health_task) = health(Arc::clone(&log), shutdown.clone()).await;
@@ -76,23 +96,16 @@ pub async fn serve<L: CommitLog>(
     if let Some(render) = metrics {
         app = app.merge(metrics_route(render));
     }
+    app = app.merge(internal);
     // Outermost first: the request span, then authorization inside it.
-    let app = app
-        .fallback(unknown_route)
+    let app = with_fallbacks(app)
         .layer(axum::middleware::from_fn_with_state(
             access.policy,
             crate::access::authorize,
         ))
         .layer(axum::middleware::from_fn(crate::trace::trace_request));
-    let listener = Incoming::new(listener, access.handshake)?;
-    run(
-        listener,
-        app,
-        shutdown,
-        health_task,
-        config.drain_timeout_ms,
-    )
-    .await
+    let listener = Incoming::new(listener, access.handshake, config.connections_max)?;
+    run(listener, app, config, shutdown, health_task).await
 }
 
 /// Serves only health (gRPC `grpc.health.v1` and HTTP `/healthz`,
@@ -109,40 +122,28 @@ pub async fn serve_metrics<L: CommitLog>(
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
     let (health_service, health_task) = health(Arc::clone(&log), shutdown.clone()).await;
-    let ready = {
-        let (log, shutdown) = (Arc::clone(&log), shutdown.clone());
-        move || {
-            let (log, shutdown) = (Arc::clone(&log), shutdown.clone());
-            async move {
-                if shutdown.is_cancelled() || !log.is_ready() {
-                    (StatusCode::SERVICE_UNAVAILABLE, "not ready\n")
-                } else {
-                    (StatusCode::OK, "ready\n")
-                }
-            }
-        }
-    };
     let app = tonic::service::Routes::new(health_service)
         .into_axum_router()
         .merge(metrics_route(render))
-        .route("/healthz", get(|| async { "ok\n" }))
-        .route("/readyz", get(ready))
-        .fallback(unknown_route);
-    let listener = Incoming::new(listener, Arc::new(Plaintext))?;
-    run(listener, app, shutdown, health_task, 1_000).await
+        .merge(crate::probes::routes(log, shutdown.clone()));
+    let config = ServerConfig {
+        drain_timeout_ms: METRICS_DRAIN_TIMEOUT_MS,
+        ..ServerConfig::default()
+    };
+    let listener = Incoming::new(listener, Arc::new(Plaintext), config.connections_max)?;
+    run(listener, with_fallbacks(app), config, shutdown, health_task).await
 }
 
-/// Unknown paths: gRPC callers get `UNIMPLEMENTED` as gRPC expects; anyone
-/// else a plain 404 with a JSON body.
-async fn unknown_route(headers: axum::http::HeaderMap) -> axum::response::Response {
-    let grpc = headers
-        .get(axum::http::header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.starts_with("application/grpc"));
-    if grpc {
-        return tonic::Status::unimplemented("no such method").into_http();
-    }
-    crate::error::http_error(StatusCode::NOT_FOUND, "no such route")
+/// Answers for unknown paths and methods, in the caller's protocol: gRPC
+/// callers get `UNIMPLEMENTED` as gRPC expects, anyone else 404 or 405 with
+/// a JSON body.
+fn with_fallbacks(app: Router) -> Router {
+    app.method_not_allowed_fallback(|method: axum::http::Method| async move {
+        Error::MethodNotAllowed(method.to_string()).into_response()
+    })
+    .fallback(|headers: axum::http::HeaderMap| async move {
+        Error::NoRoute.into_response_for(crate::edge::is_grpc(&headers))
+    })
 }
 
 fn metrics_route(render: MetricsRender) -> Router {
@@ -184,7 +185,7 @@ async fn health<L: CommitLog>(
                 () = tokio::time::sleep(HEALTH_REFRESH) => {}
                 () = shutdown.cancelled() => break,
             }
-            if log.is_ready() != serving {
+            if crate::probes::readiness(&*log, &shutdown).is_ok() != serving {
                 serving = !serving;
                 let status = if serving { Serving } else { NotServing };
                 reporter.set_service_status(LOG_SERVICE_NAME, status).await;
@@ -200,31 +201,29 @@ async fn health<L: CommitLog>(
 }
 
 /// Serves `app` until `shutdown`; then waits for health to turn
-/// NOT_SERVING, stops accepting and drains for at most `drain_ms`.
+/// NOT_SERVING, stops accepting and drains for at most `drain_timeout_ms`.
 async fn run(
     listener: Incoming,
     app: Router,
+    config: ServerConfig,
     shutdown: CancellationToken,
     health_task: JoinHandle<()>,
-    drain_ms: u64,
 ) -> std::io::Result<()> {
+    let drain_ms = config.drain_timeout_ms;
     // Accepting stops only after health has turned NOT_SERVING.
     let stop_accepting = CancellationToken::new();
-    let server = axum::serve(
-        listener,
-        app.into_make_service_with_connect_info::<Caller>(),
-    )
-    .with_graceful_shutdown(stop_accepting.clone().cancelled_owned());
-    let mut server = tokio::spawn(async move { server.await });
+    let server = crate::connections::serve(listener, app, Arc::new(config), stop_accepting.clone());
+    let mut server = tokio::spawn(server);
     tokio::select! {
-        result = &mut server => return result.map_err(std::io::Error::other)?,
+        result = &mut server => return result.map_err(std::io::Error::other),
         () = shutdown.cancelled() => {}
     }
     let _ = health_task.await;
     stop_accepting.cancel();
     match tokio::time::timeout(Duration::from_millis(drain_ms), &mut server).await {
-        Ok(result) => result.map_err(std::io::Error::other)?,
+        Ok(result) => result.map_err(std::io::Error::other),
         Err(_) => {
+            // Aborting the task drops every connection it still serves.
             server.abort();
             tracing::warn!(
                 drain_timeout_ms = drain_ms,

@@ -5,6 +5,13 @@
 //! in number and time, and finished connections queue for the server. The
 //! caller's identity travels with the connection into every request's
 //! extensions as a [`Caller`].
+//!
+//! Connections are capped: each holds a permit from accept until it closes,
+//! and a connection beyond the cap is accepted and closed at once (counted
+//! in `proglog_connections_refused_total`), so idle or slow clients cannot
+//! exhaust the process's file descriptors. When accepting fails anyway (out
+//! of descriptors), the loop backs off exponentially and warns once per
+//! episode instead of once per attempt.
 
 use std::future::Future;
 use std::io;
@@ -14,11 +21,9 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use axum::extract::connect_info::Connected;
-use axum::serve::IncomingStream;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{Semaphore, mpsc};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 
 /// Handshakes in progress at once; more wait in the accept backlog.
 const HANDSHAKES_MAX: usize = 256;
@@ -26,6 +31,11 @@ const HANDSHAKES_MAX: usize = 256;
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Connections handshaken but not yet picked up by the server.
 const READY_QUEUE: usize = 64;
+/// First wait after a failed accept; doubles while accepting keeps failing.
+const ACCEPT_BACKOFF_MIN: Duration = Duration::from_millis(5);
+/// Longest wait between accept attempts while accepting fails: short
+/// enough to recover soon after descriptors are freed.
+const ACCEPT_BACKOFF_MAX: Duration = Duration::from_secs(1);
 
 /// Who is calling, as the transport established it.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -67,10 +77,47 @@ impl Handshake for Plaintext {
     }
 }
 
-/// One connection as the server sees it.
+/// One connection as the server sees it; it counts against the
+/// connection cap until dropped.
 pub struct Connection {
     io: Box<dyn Io>,
     caller: Caller,
+    _permit: OwnedSemaphorePermit,
+}
+
+impl Connection {
+    /// Who is on the other end.
+    pub fn caller(&self) -> &Caller {
+        &self.caller
+    }
+}
+
+/// The waits of an accept loop while accepting fails: doubling from
+/// [`ACCEPT_BACKOFF_MIN`] to [`ACCEPT_BACKOFF_MAX`], back to the start after
+/// a success. Only the first failure of a run is worth a warning.
+#[derive(Debug, Default)]
+pub(crate) struct AcceptBackoff {
+    /// Failures since the last success.
+    failures: u32,
+}
+
+impl AcceptBackoff {
+    /// Records a failure; returns how long to wait before the next attempt
+    /// and whether this failure starts a new run (warn about it).
+    pub(crate) fn failed(&mut self) -> (Duration, bool) {
+        self.failures = self.failures.saturating_add(1);
+        let doublings = self.failures.saturating_sub(1).min(16);
+        let wait = ACCEPT_BACKOFF_MIN
+            .saturating_mul(1 << doublings)
+            .min(ACCEPT_BACKOFF_MAX);
+        (wait, self.failures == 1)
+    }
+
+    /// Records a success; returns how many failures the run that just
+    /// ended had (0: there was none).
+    pub(crate) fn succeeded(&mut self) -> u32 {
+        std::mem::take(&mut self.failures)
+    }
 }
 
 impl AsyncRead for Connection {
@@ -121,28 +168,56 @@ pub struct Incoming {
 }
 
 impl Incoming {
-    /// Accepts on `listener`, handshaking each connection with `handshake`.
+    /// Accepts on `listener`, handshaking each connection with `handshake`,
+    /// with at most `connections_max` connections open at once.
     ///
     /// # Errors
     /// The listener has no local address.
-    pub fn new(listener: TcpListener, handshake: Arc<dyn Handshake>) -> io::Result<Self> {
+    pub fn new(
+        listener: TcpListener,
+        handshake: Arc<dyn Handshake>,
+        connections_max: usize,
+    ) -> io::Result<Self> {
         let local = listener.local_addr()?;
         let (queue, ready) = mpsc::channel(READY_QUEUE);
-        let permits = Arc::new(Semaphore::new(HANDSHAKES_MAX));
+        let handshakes = Arc::new(Semaphore::new(HANDSHAKES_MAX));
+        let connections = Arc::new(Semaphore::new(connections_max.max(1)));
         let accept_task = tokio::spawn(async move {
+            let refused = metrics::counter!("proglog_connections_refused_total");
+            let accept_errors = metrics::counter!("proglog_accept_errors_total");
+            let mut backoff = AcceptBackoff::default();
             loop {
-                let Ok(permit) = Arc::clone(&permits).acquire_owned().await else {
+                let Ok(handshake_permit) = Arc::clone(&handshakes).acquire_owned().await else {
                     return;
                 };
                 let (tcp, peer) = match listener.accept().await {
                     Ok(accepted) => accepted,
                     Err(e) => {
                         // Out of file descriptors and the like: back off
-                        // instead of spinning.
-                        tracing::warn!(error = %e, "accept failed");
-                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        // instead of spinning, and say so once per run.
+                        accept_errors.increment(1);
+                        let (wait, first) = backoff.failed();
+                        if first {
+                            tracing::warn!(
+                                error = %e,
+                                "accept failed; backing off until it succeeds again"
+                            );
+                        }
+                        tokio::time::sleep(wait).await;
                         continue;
                     }
+                };
+                let failures = backoff.succeeded();
+                if failures > 0 {
+                    tracing::info!(failures, "accepting again");
+                }
+                let Ok(permit) = Arc::clone(&connections).try_acquire_owned() else {
+                    // Over the cap: closed at once, so the client learns it
+                    // now rather than waiting on a connection never served.
+                    refused.increment(1);
+                    tracing::debug!(%peer, "connection refused: at the connection cap");
+                    drop(tcp);
+                    continue;
                 };
                 // Small responses (acks, health) must leave at once: with
                 // Nagle's algorithm and delayed ACKs they would wait ~40 ms.
@@ -151,14 +226,19 @@ impl Incoming {
                 }
                 let (queue, handshake) = (queue.clone(), Arc::clone(&handshake));
                 tokio::spawn(async move {
-                    let _permit = permit;
+                    let _handshake_permit = handshake_permit;
                     match tokio::time::timeout(HANDSHAKE_TIMEOUT, handshake.handshake(tcp)).await {
                         Ok(Ok((io, subject))) => {
                             let caller = Caller {
                                 subject,
                                 peer: Some(peer),
                             };
-                            let _ = queue.send((Connection { io, caller }, peer)).await;
+                            let connection = Connection {
+                                io,
+                                caller,
+                                _permit: permit,
+                            };
+                            let _ = queue.send((connection, peer)).await;
                         }
                         Ok(Err(e)) => tracing::debug!(%peer, error = %e, "handshake failed"),
                         Err(_) => tracing::debug!(%peer, "handshake timed out"),
@@ -172,6 +252,20 @@ impl Incoming {
             accept_task,
         })
     }
+
+    /// The next handshaken connection; pending forever once the accept task
+    /// has ended.
+    pub async fn accept(&mut self) -> (Connection, SocketAddr) {
+        match self.ready.recv().await {
+            Some(accepted) => accepted,
+            None => std::future::pending().await,
+        }
+    }
+
+    /// The address accepted on.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local
+    }
 }
 
 impl Drop for Incoming {
@@ -180,25 +274,30 @@ impl Drop for Incoming {
     }
 }
 
-impl axum::serve::Listener for Incoming {
-    type Io = Connection;
-    type Addr = SocketAddr;
+#[cfg(test)]
+mod tests {
+    use super::*;
 
-    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
-        match self.ready.recv().await {
-            Some(accepted) => accepted,
-            // The accept task ended (aborted on drop): nothing more comes.
-            None => std::future::pending().await,
+    #[test]
+    fn accept_backoff_doubles_to_its_cap_and_warns_once_per_run() {
+        let mut backoff = AcceptBackoff::default();
+        let mut waits = Vec::new();
+        let mut warnings = 0;
+        for _ in 0..20 {
+            let (wait, warn) = backoff.failed();
+            waits.push(wait);
+            warnings += u32::from(warn);
         }
-    }
-
-    fn local_addr(&self) -> io::Result<Self::Addr> {
-        Ok(self.local)
-    }
-}
-
-impl Connected<IncomingStream<'_, Incoming>> for Caller {
-    fn connect_info(stream: IncomingStream<'_, Incoming>) -> Self {
-        stream.io().caller.clone()
+        assert_eq!(warnings, 1, "one warning for a run of failures");
+        assert_eq!(waits[0], ACCEPT_BACKOFF_MIN);
+        assert_eq!(waits[1], ACCEPT_BACKOFF_MIN * 2);
+        assert!(waits.windows(2).all(|w| w[0] <= w[1]), "{waits:?}");
+        assert_eq!(*waits.last().expect("waits"), ACCEPT_BACKOFF_MAX);
+        // A second of backoff is reached within a dozen failures: a failing
+        // accept is tried about once a second, not in a hot loop.
+        let to_cap = waits.iter().position(|w| *w == ACCEPT_BACKOFF_MAX);
+        assert!(to_cap.is_some_and(|n| n <= 12), "{waits:?}");
+        assert_eq!(backoff.succeeded(), 20);
+        assert_eq!(backoff.failed(), (ACCEPT_BACKOFF_MIN, true), "a new run");
     }
 }
