@@ -4,7 +4,8 @@
 //! - A request head over the limits is refused with 414 / 431 (gRPC:
 //!   `RESOURCE_EXHAUSTED`) and a JSON body, not hyper's empty answer.
 //! - An HTTP body whose `Content-Length` is over `http_body_bytes_max` is
-//!   refused with 413 before any of it is read.
+//!   refused with 413 before any of it is read (HTTP/1: at once, closing the
+//!   connection; HTTP/2: after discarding what the client sends, below).
 //! - An HTTP body that stalls for `body_read_timeout_ms` fails the request
 //!   with 408.
 //! - A refused HTTP request's unread body is read and discarded (up to
@@ -24,7 +25,7 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::body::{Body, Bytes, HttpBody};
-use axum::http::{HeaderMap, Request, Response, Version, header};
+use axum::http::{HeaderMap, HeaderValue, Request, Response, Version, header};
 use axum::response::IntoResponse;
 use http_body::{Frame, SizeHint};
 use tokio::time::Sleep;
@@ -63,7 +64,20 @@ pub(crate) async fn handle(
             .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"));
     let body = Shared::new(body, Duration::from_millis(config.body_read_timeout_ms));
     if let Err(error) = check_head(&parts, config, grpc) {
-        if !grpc && !waits_for_continue {
+        let announced_too_large = matches!(error, Error::MessageTooLarge { .. });
+        if parts.version == Version::HTTP_2 {
+            if !grpc {
+                body.drain(config.refusal_drain_bytes_max).await;
+            }
+        } else if announced_too_large {
+            // HTTP/1: answer at once and close rather than wait for a body
+            // that may never come (or read megabytes to throw away).
+            let mut response = error.into_response();
+            response
+                .headers_mut()
+                .insert(header::CONNECTION, HeaderValue::from_static("close"));
+            return response;
+        } else if !waits_for_continue {
             body.drain(config.refusal_drain_bytes_max).await;
         }
         return error.into_response_for(grpc);
