@@ -1,13 +1,15 @@
-//! Compiles `proglog/v1/log.proto` with protox (pure Rust, no system
+//! Compiles `proglog/v1/log.proto` and the internal `raft.proto` with protox (pure Rust, no system
 //! `protoc`), generates prost messages and tonic client/server code, and
 //! writes the encoded file descriptor set for server reflection.
 
 use std::path::PathBuf;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let proto = "proglog/v1/log.proto";
-    println!("cargo:rerun-if-changed={proto}");
-    let descriptors = protox::compile([proto], ["."])?;
+    let protos = ["proglog/v1/log.proto", "proglog/v1/raft.proto"];
+    for proto in protos {
+        println!("cargo:rerun-if-changed={proto}");
+    }
+    let descriptors = protox::compile(protos, ["."])?;
     let out_dir = PathBuf::from(std::env::var("OUT_DIR")?);
     std::fs::write(
         out_dir.join("proglog_descriptor.bin"),

@@ -12,6 +12,16 @@ use tokio::sync::mpsc;
 
 use crate::config::AgentConfig;
 
+/// The gossip tag saying whether a node runs Raft.
+const RAFT_TAG: &str = "raft";
+/// [`RAFT_TAG`] of a node without Raft state, waiting to bootstrap.
+const RAFT_NEW: &str = "new";
+/// [`RAFT_TAG`] of a node with Raft state.
+const RAFT_MEMBER: &str = "member";
+/// The voters a Raft member started with (comma-separated ids), so a peer
+/// still waiting to bootstrap can join the same set.
+const VOTERS_TAG: &str = "voters";
+
 /// Reads the gossip key file, if one is configured: called before anything
 /// is opened, so a bad file is a configuration error (exit 2).
 ///
@@ -115,6 +125,131 @@ impl Cluster {
         tokio::spawn(log_events(events));
         this.discovery = Some(discovery);
         Ok(this)
+    }
+
+    /// This node's stable id.
+    pub fn node_id(&self) -> u64 {
+        self.identity.id
+    }
+
+    /// Finds a node's RPC address by id, from what gossip knows now.
+    pub fn rpc_addrs(&self) -> Arc<dyn Fn(u64) -> Option<String> + Send + Sync> {
+        let local = (self.identity.id, self.rpc_addr.clone());
+        let discovery = self.discovery.clone();
+        Arc::new(move |id| {
+            if id == local.0 {
+                return Some(local.1.clone());
+            }
+            discovery.as_ref().and_then(|discovery| {
+                discovery
+                    .members()
+                    .into_iter()
+                    .find(|member| member.id == id)
+                    .map(|member| member.rpc_addr)
+            })
+        })
+    }
+
+    /// The first voters of a new cluster: waits until `expect` members
+    /// (this node included) are alive and none of them has Raft state yet,
+    /// then returns their ids, sorted, the same on every node. `None` when
+    /// `shutdown` came first.
+    ///
+    /// # Errors
+    /// A member already has Raft state: this node would have to join an
+    /// existing cluster, which needs the leader to add it (not built yet).
+    pub async fn bootstrap_voters(
+        &self,
+        expect: usize,
+        shutdown: &tokio_util::sync::CancellationToken,
+    ) -> anyhow::Result<Option<Vec<u64>>> {
+        let Some(discovery) = &self.discovery else {
+            anyhow::ensure!(expect <= 1, "bootstrap_expect {expect} needs gossip");
+            return Ok(Some(vec![self.identity.id]));
+        };
+        discovery
+            .set_tags(std::collections::BTreeMap::from([(
+                RAFT_TAG.to_owned(),
+                RAFT_NEW.to_owned(),
+            )]))
+            .await?;
+        let mut members = discovery.watch();
+        let mut last_seen = usize::MAX;
+        loop {
+            let alive: Vec<_> = members
+                .borrow_and_update()
+                .iter()
+                .filter(|m| m.state.is_active())
+                .cloned()
+                .collect();
+            if let Some(member) = alive
+                .iter()
+                .find(|m| m.meta.tags.get(RAFT_TAG).map(String::as_str) == Some(RAFT_MEMBER))
+            {
+                // A peer that saw the same members first has bootstrapped
+                // already: take its voter set if it names us.
+                let voters: Vec<u64> = member
+                    .meta
+                    .tags
+                    .get(VOTERS_TAG)
+                    .map(|list| list.split(',').filter_map(|id| id.parse().ok()).collect())
+                    .unwrap_or_default();
+                if voters.len() == expect && voters.contains(&self.identity.id) {
+                    tracing::info!(voters = ?voters, from = %member.name, "bootstrapping the Raft cluster a peer started");
+                    return Ok(Some(voters));
+                }
+                anyhow::bail!(
+                    "member {} already runs a replicated cluster; a node without Raft state \
+                     cannot join one yet (start every node of a new cluster together with \
+                     --bootstrap-expect, or keep the data directories)",
+                    member.name
+                );
+            }
+            let mut new: Vec<u64> = alive
+                .iter()
+                .filter(|m| m.meta.tags.get(RAFT_TAG).map(String::as_str) == Some(RAFT_NEW))
+                .map(|m| m.id)
+                .collect();
+            new.sort_unstable();
+            if new.len() == expect {
+                tracing::info!(voters = ?new, "bootstrapping the Raft cluster");
+                return Ok(Some(new));
+            }
+            if new.len() != last_seen {
+                last_seen = new.len();
+                tracing::info!(
+                    seen = new.len(),
+                    expect,
+                    "waiting for bootstrap_expect members without Raft state before starting Raft"
+                );
+                if new.len() > expect {
+                    tracing::warn!(
+                        seen = new.len(),
+                        expect,
+                        "more new members than bootstrap_expect: not bootstrapping (the voter set would be ambiguous)"
+                    );
+                }
+            }
+            tokio::select! {
+                changed = members.changed() => changed?,
+                () = shutdown.cancelled() => return Ok(None),
+            }
+        }
+    }
+
+    /// Tells the cluster this node runs Raft (so a new node never
+    /// bootstraps a second cluster next to it).
+    pub async fn mark_raft_member(&self, voters: &[u64]) {
+        if let Some(discovery) = &self.discovery {
+            let voters: Vec<String> = voters.iter().map(u64::to_string).collect();
+            let tags = std::collections::BTreeMap::from([
+                (RAFT_TAG.to_owned(), RAFT_MEMBER.to_owned()),
+                (VOTERS_TAG.to_owned(), voters.join(",")),
+            ]);
+            if let Err(e) = discovery.set_tags(tags).await {
+                tracing::warn!(error = %e, "could not spread the raft tag");
+            }
+        }
     }
 
     /// The server list for `GetServers`.

@@ -28,6 +28,11 @@ pub struct ClusterSection {
     /// (absent: plaintext gossip). `proglog cert gossip-key` writes one.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub gossip_key_file: Option<PathBuf>,
+    /// Replication: 0 keeps it off (each node serves its own log); N >= 1
+    /// replicates the log with Raft, and a node without Raft state waits
+    /// until N members (itself included) are seen by gossip, then all start
+    /// with exactly those N as voters.
+    pub bootstrap_expect: u32,
     /// Milliseconds between gossip probes of a random member.
     pub probe_period_ms: u64,
     /// Milliseconds a suspected member has to refute before it is marked
@@ -47,6 +52,7 @@ impl Default for ClusterSection {
             rpc_advertise_addr: String::new(),
             join: Vec::new(),
             gossip_key_file: None,
+            bootstrap_expect: 0,
             probe_period_ms: 1_000,
             suspect_to_down_ms: 0,
             leave_timeout_ms: 1_500,
@@ -55,6 +61,11 @@ impl Default for ClusterSection {
 }
 
 impl ClusterSection {
+    /// Whether the log is replicated with Raft.
+    pub fn replication_enabled(&self) -> bool {
+        self.bootstrap_expect > 0
+    }
+
     /// Whether gossip runs.
     pub fn gossip_enabled(&self) -> bool {
         !self.gossip_addr.is_empty()
@@ -67,6 +78,12 @@ impl ClusterSection {
     pub fn validate(&self, rpc_addr: &str) -> Result<(), ConfigError> {
         let bad =
             |key: &str, reason: String| Err(ConfigError::key(format!("cluster.{key}"), reason));
+        if self.bootstrap_expect > 1 && !self.gossip_enabled() {
+            return bad(
+                "bootstrap_expect",
+                "more than one voter needs cluster.gossip_addr (--gossip-addr) to find them".into(),
+            );
+        }
         if !self.gossip_enabled() {
             for (key, set) in [
                 ("join", !self.join.is_empty()),

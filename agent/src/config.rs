@@ -349,7 +349,25 @@ impl AgentConfig {
                 ),
             );
         }
-        self.cluster.validate(&self.rpc_addr)
+        self.cluster.validate(&self.rpc_addr)?;
+        if self.cluster.replication_enabled() {
+            if self.tls_cert_file.is_some() {
+                return bad(
+                    "cluster.bootstrap_expect",
+                    "replication does not support TLS yet (node-to-node calls are plaintext); \
+                     use gossip without bootstrap_expect, or no TLS"
+                        .into(),
+                );
+            }
+            if self.log.retention_bytes_max.is_some() || self.log.retention_age_ms.is_some() {
+                return bad(
+                    "cluster.bootstrap_expect",
+                    "retention is not supported on a replicated log yet; unset log.retention_*"
+                        .into(),
+                );
+            }
+        }
+        Ok(())
     }
 
     /// The storage engine's configuration.

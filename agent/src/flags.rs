@@ -109,6 +109,11 @@ pub struct ClusterFlags {
     #[arg(long, value_name = "HOST:PORT,...", value_delimiter = ',')]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub join: Option<Vec<String>>,
+    /// Replicate with Raft: wait for N members, then start them as the
+    /// voters (0: replication off).
+    #[arg(long, value_name = "N")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub bootstrap_expect: Option<u32>,
     /// File of base64 gossip keys (first seals; all open). Absent:
     /// plaintext gossip.
     #[arg(long, value_name = "FILE")]

@@ -16,5 +16,7 @@ pub mod config;
 pub mod flags;
 pub mod metrics;
 pub mod node;
+pub mod raft_transport;
+pub mod replicated_log;
 pub mod security;
 pub mod telemetry;

@@ -107,19 +107,36 @@ pub async fn run_until(
         node = %config.node_name,
         data_dir = %config.data_dir.display(),
         fsync = ?config.log.fsync,
+        replicated = config.cluster.replication_enabled(),
         "starting proglog agent"
     );
     // Before the log opens: log-core registers its metric handles at open.
     let handle = crate::metrics::recorder();
-    let log_dir = config.data_dir.join("log");
+    let replicated = config.cluster.replication_enabled();
+    // A replicated log lives in its own directory: its offsets are Raft
+    // indexes, not a standalone log's.
+    let log_dir = if replicated {
+        config.data_dir.join("raft").join("log")
+    } else {
+        config.data_dir.join("log")
+    };
     let existed = log_dir.join("lock").exists();
     let log_config = config.log_config();
-    let log = {
-        let log_dir = log_dir.clone();
-        tokio::task::spawn_blocking(move || log_core::Log::open(&log_dir, log_config)).await?
-    }
-    .with_context(|| format!("opening the log in {}", log_dir.display()))?;
-    let log = Arc::new(log);
+    let (log, storage) = if replicated {
+        let raft_dir = config.data_dir.join("raft");
+        let storage = tokio::task::spawn_blocking(move || {
+            replicator::LogStorage::open(&raft_dir, log_config)
+        })
+        .await?
+        .with_context(|| format!("opening the replicated log in {}", log_dir.display()))?;
+        (storage.log(), Some(storage))
+    } else {
+        let dir = log_dir.clone();
+        let log = tokio::task::spawn_blocking(move || log_core::Log::open(&dir, log_config))
+            .await?
+            .with_context(|| format!("opening the log in {}", log_dir.display()))?;
+        (Arc::new(log), None)
+    };
     match (existed, log.opened_clean()) {
         (false, _) => tracing::info!(dir = %log_dir.display(), "created a new log"),
         (true, true) => tracing::info!(
@@ -139,62 +156,174 @@ pub async fn run_until(
         .with_context(|| format!("binding rpc_addr {}", config.rpc_addr))?;
     let addr = listener.local_addr()?.to_string();
     let cluster = Cluster::start(&config, keyring, &addr, config.tls_cert_file.is_some()).await?;
-    let commit_log = Arc::new(
-        log_server::LocalLog::new(
-            Arc::clone(&log),
-            &config.node_name,
-            &addr,
-            config.server.in_flight_records_max,
-        )
-        .with_directory(cluster.directory()),
-    );
-    tracing::info!(addr = %addr, security = %security.describe(), "listening for gRPC and HTTP");
-
-    let tasks = TaskTracker::new();
-    tasks.spawn(enforce_retention(Arc::clone(&log), shutdown.clone()));
-    let render = crate::metrics::render(handle.clone(), Arc::clone(&log), Arc::clone(&commit_log));
-    tasks.spawn(crate::metrics::upkeep(handle, shutdown.clone()));
-    if !config.metrics_addr.is_empty() {
-        let metrics_listener = tokio::net::TcpListener::bind(&config.metrics_addr)
-            .await
-            .with_context(|| format!("binding metrics_addr {}", config.metrics_addr))?;
-        let metrics_addr = metrics_listener.local_addr()?;
-        tracing::info!(addr = %metrics_addr, "serving metrics and health");
-        let (commit_log, render, shutdown) = (
-            Arc::clone(&commit_log),
-            Arc::clone(&render),
-            shutdown.clone(),
+    let Some(storage) = storage else {
+        let commit_log = Arc::new(
+            log_server::LocalLog::new(
+                Arc::clone(&log),
+                &config.node_name,
+                &addr,
+                config.server.in_flight_records_max,
+            )
+            .with_directory(cluster.directory()),
         );
-        tasks.spawn(async move {
-            if let Err(e) =
-                log_server::serve_metrics(metrics_listener, commit_log, render, shutdown).await
-            {
-                tracing::error!(error = %e, "metrics listener failed");
-            }
-        });
+        let node = Serving {
+            config: &config,
+            security,
+            cluster: &cluster,
+            log,
+            handle,
+            shutdown,
+        };
+        return node
+            .serve(listener, commit_log, axum::Router::new(), None, &addr)
+            .await;
+    };
+
+    if !storage.is_initialized() {
+        let expect = config.cluster.bootstrap_expect as usize;
+        let Some(voters) = cluster.bootstrap_voters(expect, &shutdown).await? else {
+            tracing::info!("shut down while waiting to bootstrap");
+            return close_log(&log).await;
+        };
+        storage.bootstrap(&voters)?;
+    } else {
+        tracing::info!(
+            voters = ?storage.conf_state().get_voters(),
+            "raft state found; rejoining (never bootstrapping again)"
+        );
     }
-    tasks.close();
-    let served = log_server::serve(
-        listener,
-        Arc::clone(&commit_log),
-        config.server_config(),
-        shutdown.clone(),
-        Some(render),
-        security.access(),
-    )
-    .await;
-    shutdown.cancel();
-    // After the drain, so peers keep routing to us while requests finish.
     cluster
-        .leave(
-            LEAVE_MARGIN,
-            Duration::from_millis(config.cluster.leave_timeout_ms),
+        .mark_raft_member(storage.conf_state().get_voters())
+        .await;
+    let (inbox, inbox_receiver) = tokio::sync::mpsc::channel(RAFT_INBOX_MESSAGES);
+    let transport =
+        crate::raft_transport::GrpcTransport::new(cluster.node_id(), cluster.rpc_addrs());
+    let (replica, driver) = replicator::Replica::start(
+        replicator::Config::new(cluster.node_id()),
+        storage.clone(),
+        transport,
+        inbox_receiver,
+    )?;
+    let commit_log = Arc::new(crate::replicated_log::ReplicatedLog::new(
+        replica.clone(),
+        storage,
+        cluster.directory(),
+        cluster.rpc_addrs(),
+        config.log.record_bytes_max,
+    ));
+    let node = Serving {
+        config: &config,
+        security,
+        cluster: &cluster,
+        log,
+        handle,
+        shutdown,
+    };
+    node.serve(
+        listener,
+        commit_log,
+        crate::raft_transport::RaftService::router(inbox),
+        Some((replica, driver)),
+        &addr,
+    )
+    .await
+}
+
+/// Raft messages queued for the local replica before more are dropped.
+const RAFT_INBOX_MESSAGES: usize = 4096;
+
+/// What serving a node needs, whichever log it serves.
+struct Serving<'a> {
+    config: &'a AgentConfig,
+    security: &'a Security,
+    cluster: &'a Cluster,
+    log: Arc<log_core::Log>,
+    handle: metrics_exporter_prometheus::PrometheusHandle,
+    shutdown: CancellationToken,
+}
+
+impl Serving<'_> {
+    /// Serves `commit_log` (and `internal` routes) until shutdown, then
+    /// stops in order: drain, gossip leave, the replica, the log.
+    async fn serve<L: log_server::CommitLog>(
+        self,
+        listener: tokio::net::TcpListener,
+        commit_log: Arc<L>,
+        internal: axum::Router,
+        replica: Option<(replicator::Replica, tokio::task::JoinHandle<()>)>,
+        addr: &str,
+    ) -> anyhow::Result<()> {
+        let Self {
+            config,
+            security,
+            cluster,
+            log,
+            handle,
+            shutdown,
+        } = self;
+        tracing::info!(addr = %addr, security = %security.describe(), "listening for gRPC and HTTP");
+        let tasks = TaskTracker::new();
+        if replica.is_none() {
+            tasks.spawn(enforce_retention(Arc::clone(&log), shutdown.clone()));
+        }
+        let render =
+            crate::metrics::render(handle.clone(), Arc::clone(&log), Arc::clone(&commit_log));
+        tasks.spawn(crate::metrics::upkeep(handle, shutdown.clone()));
+        if !config.metrics_addr.is_empty() {
+            let metrics_listener = tokio::net::TcpListener::bind(&config.metrics_addr)
+                .await
+                .with_context(|| format!("binding metrics_addr {}", config.metrics_addr))?;
+            let metrics_addr = metrics_listener.local_addr()?;
+            tracing::info!(addr = %metrics_addr, "serving metrics and health");
+            let (commit_log, render, shutdown) = (
+                Arc::clone(&commit_log),
+                Arc::clone(&render),
+                shutdown.clone(),
+            );
+            tasks.spawn(async move {
+                if let Err(e) =
+                    log_server::serve_metrics(metrics_listener, commit_log, render, shutdown).await
+                {
+                    tracing::error!(error = %e, "metrics listener failed");
+                }
+            });
+        }
+        tasks.close();
+        let served = log_server::serve_with_internal(
+            listener,
+            Arc::clone(&commit_log),
+            config.server_config(),
+            shutdown.clone(),
+            Some(render),
+            security.access(),
+            internal,
         )
         .await;
-    tasks.wait().await;
+        shutdown.cancel();
+        // After the drain, so peers keep routing to us while requests finish.
+        cluster
+            .leave(
+                LEAVE_MARGIN,
+                Duration::from_millis(config.cluster.leave_timeout_ms),
+            )
+            .await;
+        tasks.wait().await;
+        if let Some((replica, driver)) = replica {
+            replica.stop().await;
+            let _ended = driver.await;
+            tracing::info!("raft replica stopped; commit index persisted");
+        }
+        drop(commit_log);
+        let closed = close_log(&log).await;
+        served.context("serving")?;
+        closed
+    }
+}
 
+/// Flushes and closes the log, so the next start needs no recovery.
+async fn close_log(log: &Arc<log_core::Log>) -> anyhow::Result<()> {
     let closed = {
-        let log = Arc::clone(&log);
+        let log = Arc::clone(log);
         tokio::task::spawn_blocking(move || log.close()).await?
     };
     match &closed {
@@ -206,9 +335,7 @@ pub async fn run_until(
             tracing::error!(error = %e, "closing the log failed; the next start will recover it")
         }
     }
-    served.context("serving")?;
-    closed.context("closing the log")?;
-    Ok(())
+    closed.context("closing the log")
 }
 
 async fn enforce_retention(log: Arc<log_core::Log>, shutdown: CancellationToken) {

@@ -139,7 +139,10 @@ fn three_agents_find_each_other_and_see_one_die_and_return() {
         metrics.contains("proglog_gossip_members{state=\"alive\"} 3"),
         "{metrics}"
     );
-    assert!(metrics.contains("proglog_gossip_packets_received_total"), "{metrics}");
+    assert!(
+        metrics.contains("proglog_gossip_packets_received_total"),
+        "{metrics}"
+    );
 
     // kill -9: no leave, so the others must detect the failure.
     let n2_gossip = n2.gossip_addr.clone();

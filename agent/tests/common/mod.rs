@@ -40,6 +40,14 @@ impl Node {
 
     /// As [`Node::start`], with `PROGLOG_*` settings in the environment.
     pub(crate) fn start_with_env(data_dir: &Path, extra: &[&str], env: &[(&str, &str)]) -> Self {
+        let mut node = Self::spawn(data_dir, extra, env);
+        node.wait_listening();
+        node
+    }
+
+    /// Starts a node without waiting for it to listen (a replicated node
+    /// listens only once its cluster has bootstrapped).
+    pub(crate) fn spawn(data_dir: &Path, extra: &[&str], env: &[(&str, &str)]) -> Self {
         let mut child = proglog()
             .envs(env.iter().copied())
             .args([
@@ -57,15 +65,18 @@ impl Node {
             .spawn()
             .expect("spawn proglog agent");
         let lines = forward_lines(child.stderr.take().expect("stderr"));
-        let mut node = Self {
+        Self {
             child,
             lines,
             seen: std::cell::RefCell::default(),
             addr: String::new(),
-        };
-        let listening = node.wait_for("listening for gRPC and HTTP");
-        node.addr = listening["addr"].as_str().expect("addr field").to_owned();
-        node
+        }
+    }
+
+    /// Waits until the node listens and notes its address.
+    pub(crate) fn wait_listening(&mut self) {
+        let listening = self.wait_for("listening for gRPC and HTTP");
+        self.addr = listening["addr"].as_str().expect("addr field").to_owned();
     }
 
     /// The first log line, earlier or to come, whose message is one of

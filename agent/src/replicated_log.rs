@@ -1,0 +1,274 @@
+//! The replicated [`CommitLog`]: log-server's API over a Raft replica
+//! (the agent composes the two; they never depend on each other).
+//!
+//! Produce on the leader proposes the batch as one Raft proposal and
+//! answers once a majority has it durably; on a follower it is forwarded to
+//! the leader (bounded by [`FORWARD_TIMEOUT`]) and the leader's answer is
+//! returned. Reads anywhere see only applied (committed) entries, with
+//! Raft's own entries skipped so user offsets stay dense.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use bytes::Bytes;
+use log_core::{Record, RecordKind};
+use log_server::{CommitLog, Error, LogInfo, Result, ServerDirectory, ServerInfo};
+use proto::v1::log_client::LogClient;
+use replicator::{LogStorage, Replica, Status};
+use tokio::sync::watch;
+
+/// Longest a follower waits for the leader to answer a forwarded produce.
+pub const FORWARD_TIMEOUT: Duration = Duration::from_secs(10);
+/// Records read from the Raft log at once while gathering a batch.
+const READ_CHUNK_RECORDS: u64 = 1024;
+
+/// Where a node's RPC port is, by node id.
+pub type RpcAddrs = Arc<dyn Fn(u64) -> Option<String> + Send + Sync>;
+
+/// A [`CommitLog`] over a Raft replica.
+pub struct ReplicatedLog {
+    replica: Replica,
+    storage: LogStorage,
+    commit: watch::Receiver<u64>,
+    directory: Arc<dyn ServerDirectory>,
+    rpc_addrs: RpcAddrs,
+    record_bytes_max: u64,
+    clients: Mutex<HashMap<String, LogClient<tonic::transport::Channel>>>,
+}
+
+impl ReplicatedLog {
+    /// Serves `replica`, whose storage is `storage`; `directory` lists the
+    /// cluster's members and `rpc_addrs` finds a node's RPC address.
+    pub fn new(
+        replica: Replica,
+        storage: LogStorage,
+        directory: Arc<dyn ServerDirectory>,
+        rpc_addrs: RpcAddrs,
+        record_bytes_max: u64,
+    ) -> Self {
+        let (sender, commit) = watch::channel(commit_offset(&storage, &replica.status().borrow()));
+        // Followers of the tail wait on user commit offsets, derived from
+        // the replica's applied index.
+        let mut status = replica.status();
+        let mapper = storage.clone();
+        tokio::spawn(async move {
+            while status.changed().await.is_ok() {
+                let offset = commit_offset(&mapper, &status.borrow_and_update());
+                sender.send_if_modified(|commit| {
+                    let moved = offset > *commit;
+                    if moved {
+                        *commit = offset;
+                    }
+                    moved
+                });
+            }
+        });
+        Self {
+            replica,
+            storage,
+            commit,
+            directory,
+            rpc_addrs,
+            record_bytes_max,
+            clients: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn status(&self) -> Status {
+        *self.replica.status().borrow()
+    }
+
+    /// The user offset below which records are committed, now.
+    fn commit_offset(&self) -> u64 {
+        commit_offset(&self.storage, &self.status())
+    }
+
+    fn out_of_range(&self, offset: u64) -> Error {
+        Error::OutOfRange {
+            offset,
+            lowest: 0,
+            next: self.commit_offset(),
+        }
+    }
+
+    async fn forward(&self, leader: u64, values: Vec<Bytes>) -> Result<u64> {
+        let addr = (self.rpc_addrs)(leader).ok_or_else(|| {
+            Error::Unavailable(format!(
+                "this node is not the leader and does not know node {leader}'s address yet; retry"
+            ))
+        })?;
+        let client = self.client(&addr);
+        let mut client = match client {
+            Some(client) => client,
+            None => {
+                let endpoint = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
+                    .map_err(|_| Error::Internal)?
+                    .connect_timeout(FORWARD_TIMEOUT);
+                let channel = endpoint.connect().await.map_err(|e| {
+                    Error::Unavailable(format!("the leader at {addr} cannot be reached: {e}"))
+                })?;
+                let client = LogClient::new(channel);
+                self.clients
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .insert(addr.clone(), client.clone());
+                client
+            }
+        };
+        let records = values
+            .into_iter()
+            .map(|value| proto::v1::Record {
+                value,
+                ..proto::v1::Record::default()
+            })
+            .collect();
+        let mut request = tonic::Request::new(proto::v1::ProduceBatchRequest { records });
+        request.set_timeout(FORWARD_TIMEOUT);
+        match client.produce_batch(request).await {
+            Ok(response) => Ok(response.into_inner().base_offset),
+            Err(status) => {
+                self.clients
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .remove(&addr);
+                Err(match status.code() {
+                    tonic::Code::InvalidArgument => {
+                        Error::InvalidArgument(status.message().to_owned())
+                    }
+                    tonic::Code::ResourceExhausted => {
+                        Error::Overloaded(status.message().to_owned())
+                    }
+                    _ => Error::Unavailable(format!(
+                        "forwarding to the leader at {addr} failed: {}",
+                        status.message()
+                    )),
+                })
+            }
+        }
+    }
+
+    fn client(&self, addr: &str) -> Option<LogClient<tonic::transport::Channel>> {
+        self.clients
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(addr)
+            .cloned()
+    }
+}
+
+fn commit_offset(storage: &LogStorage, status: &Status) -> u64 {
+    storage.user_offset(status.applied_index + 1)
+}
+
+impl CommitLog for ReplicatedLog {
+    async fn append(&self, values: Vec<Bytes>) -> Result<u64> {
+        if let Some(value) = values
+            .iter()
+            .find(|v| v.len() as u64 > self.record_bytes_max)
+        {
+            return Err(Error::RecordTooLarge {
+                size: value.len() as u64,
+                limit: self.record_bytes_max,
+            });
+        }
+        match self.replica.propose(values.clone()).await {
+            Ok(first) => Ok(self.storage.user_offset(first)),
+            Err(replicator::Error::NotLeader {
+                leader: Some(leader),
+            }) => self.forward(leader, values).await,
+            Err(replicator::Error::NotLeader { leader: None }) => Err(Error::Unavailable(
+                "no leader is elected yet; retry shortly".into(),
+            )),
+            Err(replicator::Error::Dropped) => Err(Error::Unavailable(
+                "the leader changed before the records were committed; retry".into(),
+            )),
+            Err(e) => {
+                tracing::error!(error = %e, "replicated append failed");
+                Err(Error::Unavailable(
+                    "replication is stopped on this node".into(),
+                ))
+            }
+        }
+    }
+
+    async fn read(&self, offset: u64) -> Result<Record> {
+        let mut records = self.read_batch(offset, 1, 1).await?;
+        records.pop().ok_or_else(|| self.out_of_range(offset))
+    }
+
+    async fn read_batch(&self, from: u64, bytes_max: u64, records_max: u64) -> Result<Vec<Record>> {
+        let status = self.status();
+        let commit = commit_offset(&self.storage, &status);
+        if from > commit {
+            return Err(self.out_of_range(from));
+        }
+        let wanted = records_max.min(commit - from);
+        if wanted == 0 {
+            return Ok(Vec::new());
+        }
+        let log = self.replica.log();
+        let mut index = self.storage.index_of(from);
+        let mut offset = from;
+        let mut bytes = 0_u64;
+        let mut records = Vec::new();
+        while (records.len() as u64) < wanted && index <= status.applied_index {
+            let chunk = (status.applied_index + 1 - index).min(READ_CHUNK_RECORDS);
+            let batch = log.read_batch(index, bytes_max.max(1), chunk)?;
+            if batch.is_empty() {
+                break;
+            }
+            for mut record in batch {
+                index = record.offset + 1;
+                if record.kind != RecordKind::Data {
+                    continue;
+                }
+                bytes += record.value.len() as u64;
+                if !records.is_empty() && bytes > bytes_max {
+                    return Ok(records);
+                }
+                record.offset = offset;
+                offset += 1;
+                records.push(record);
+                if records.len() as u64 == wanted {
+                    break;
+                }
+            }
+        }
+        Ok(records)
+    }
+
+    fn info(&self) -> LogInfo {
+        let commit = self.commit_offset();
+        LogInfo {
+            lowest_offset: 0,
+            next_offset: commit,
+            commit_offset: commit,
+        }
+    }
+
+    fn watch_commit(&self) -> watch::Receiver<u64> {
+        self.commit.clone()
+    }
+
+    fn record_bytes_max(&self) -> u64 {
+        self.record_bytes_max
+    }
+
+    fn servers(&self) -> Vec<ServerInfo> {
+        let leader = self.status().leader;
+        self.directory
+            .servers()
+            .into_iter()
+            .map(|server| ServerInfo {
+                is_leader: Some(server.node_id) == leader,
+                ..server
+            })
+            .collect()
+    }
+
+    fn is_ready(&self) -> bool {
+        let status = self.status();
+        status.leader.is_some() && !status.failed
+    }
+}

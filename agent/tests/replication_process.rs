@@ -1,0 +1,231 @@
+//! Replication between real `proglog agent` processes on 127.0.0.1: three
+//! nodes bootstrap with `--bootstrap-expect 3`, elect one leader, take
+//! produce on every node (followers forward to the leader), and serve the
+//! same committed records everywhere. Then the leader is SIGKILLed while a
+//! client writes: writes resume through the others, the old leader restarts
+//! from its data and catches up, and every acknowledged record is on every
+//! replica, in the same order, exactly once.
+
+mod common;
+
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use common::Node;
+
+/// Longest a cluster may take to elect a leader (election timeouts are
+/// 1-2 s at the default ticks; a few rounds may be needed).
+const ELECTION_TIMEOUT: Duration = Duration::from_secs(20);
+/// Longest one produce may keep failing while a new leader is elected.
+const FAILOVER_TIMEOUT: Duration = Duration::from_secs(20);
+/// Longest a restarted replica may take to catch up.
+const CATCH_UP_TIMEOUT: Duration = Duration::from_secs(20);
+/// Pause between two polls of a condition.
+const POLL_INTERVAL: Duration = Duration::from_millis(100);
+
+const GOSSIP_ENV: [(&str, &str); 2] = [
+    ("PROGLOG_CLUSTER__PROBE_PERIOD_MS", "200"),
+    ("PROGLOG_CLUSTER__SUSPECT_TO_DOWN_MS", "1000"),
+];
+
+/// A free UDP port on 127.0.0.1 (bound, noted, freed).
+fn free_udp_addr() -> String {
+    let socket = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind");
+    socket.local_addr().expect("addr").to_string()
+}
+
+fn spawn(dir: &Path, name: &str, gossip: &str, seeds: &str) -> Node {
+    Node::spawn(
+        &dir.join(name),
+        &[
+            "--node-name",
+            name,
+            "--gossip-addr",
+            gossip,
+            "--join",
+            seeds,
+            "--bootstrap-expect",
+            "3",
+        ],
+        &GOSSIP_ENV,
+    )
+}
+
+fn proglog(args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_proglog"))
+        .args(args)
+        .output()
+        .expect("run proglog")
+}
+
+fn leader_of(addr: &str) -> Option<String> {
+    let output = proglog(&["servers", "--json", "--addr", addr]);
+    if !output.status.success() {
+        return None;
+    }
+    let json: serde_json::Value = serde_json::from_slice(&output.stdout).ok()?;
+    let leaders: Vec<String> = json["servers"]
+        .as_array()?
+        .iter()
+        .filter(|s| s["isLeader"] == true)
+        .filter_map(|s| s["id"].as_str().map(str::to_owned))
+        .collect();
+    match &leaders[..] {
+        [leader] => Some(leader.clone()),
+        _ => None,
+    }
+}
+
+/// Waits until every node in `addrs` names the same single leader.
+fn agreed_leader(addrs: &[&str]) -> String {
+    let deadline = Instant::now() + ELECTION_TIMEOUT;
+    loop {
+        let seen: Vec<Option<String>> = addrs.iter().map(|a| leader_of(a)).collect();
+        if let Some(Some(first)) = seen.first()
+            && seen.iter().all(|s| s.as_ref() == Some(first))
+        {
+            return first.clone();
+        }
+        assert!(Instant::now() < deadline, "no agreed leader: {seen:?}");
+        std::thread::sleep(POLL_INTERVAL);
+    }
+}
+
+fn produce(addr: &str, value: &str) -> Result<u64, String> {
+    let output = proglog(&["produce", "--addr", addr, value]);
+    if !output.status.success() {
+        return Err(String::from_utf8_lossy(&output.stderr).into_owned());
+    }
+    String::from_utf8_lossy(&output.stdout)
+        .trim()
+        .parse()
+        .map_err(|e| format!("not an offset: {e}"))
+}
+
+/// Every committed (offset, value) a node serves.
+fn consume_all(addr: &str) -> Vec<(u64, String)> {
+    let output = proglog(&["consume", "--addr", addr, "--from", "0", "--output", "json"]);
+    assert!(output.status.success(), "consume from {addr}: {output:?}");
+    String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .map(|line| {
+            let record: serde_json::Value = serde_json::from_str(line).expect("json line");
+            let value = record["value"].as_str().expect("value").to_owned();
+            (record["offset"].as_u64().expect("offset"), value)
+        })
+        .collect()
+}
+
+fn wait_for_records(addr: &str, count: usize) -> Vec<(u64, String)> {
+    let deadline = Instant::now() + CATCH_UP_TIMEOUT;
+    loop {
+        let records = consume_all(addr);
+        if records.len() >= count {
+            return records;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{addr} serves {} records, expected {count}",
+            records.len()
+        );
+        std::thread::sleep(POLL_INTERVAL);
+    }
+}
+
+#[test]
+fn three_replicas_agree_survive_a_leader_kill_and_lose_no_acknowledged_record() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let names = ["n1", "n2", "n3"];
+    let gossip: Vec<String> = names.iter().map(|_| free_udp_addr()).collect();
+    let mut nodes: Vec<Node> = (0..3)
+        .map(|i| {
+            let seeds = format!("{},{}", gossip[(i + 1) % 3], gossip[(i + 2) % 3]);
+            spawn(dir.path(), names[i], &gossip[i], &seeds)
+        })
+        .collect();
+    for node in &mut nodes {
+        node.wait_listening();
+    }
+    let addrs: Vec<String> = nodes.iter().map(|n| n.addr.clone()).collect();
+    let addr_refs: Vec<&str> = addrs.iter().map(String::as_str).collect();
+    let leader = agreed_leader(&addr_refs);
+
+    // Produce through every node: offsets are dense whichever node took it.
+    let mut acked: Vec<(u64, String)> = Vec::new();
+    for i in 0..9 {
+        let value = format!("v{i}");
+        let offset = produce(&addrs[i % 3], &value).expect("produce");
+        acked.push((offset, base64(&value)));
+    }
+    let offsets: Vec<u64> = acked.iter().map(|(o, _)| *o).collect();
+    assert_eq!(offsets, (0..9).collect::<Vec<u64>>());
+    for addr in &addrs {
+        assert_eq!(wait_for_records(addr, acked.len()), acked, "{addr}");
+    }
+
+    // SIGKILL the leader; writes resume through the others.
+    let index = names
+        .iter()
+        .position(|n| *n == leader)
+        .expect("leader is a node");
+    let killed = nodes.remove(index);
+    let killed_gossip = gossip[index].clone();
+    drop(killed);
+    let survivors: Vec<&str> = addrs
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| *i != index)
+        .map(|(_, a)| a.as_str())
+        .collect();
+    for i in 9..15 {
+        let value = format!("v{i}");
+        let deadline = Instant::now() + FAILOVER_TIMEOUT;
+        let offset = loop {
+            match produce(survivors[i % 2], &value) {
+                Ok(offset) => break offset,
+                Err(e) => {
+                    assert!(Instant::now() < deadline, "no failover: {e}");
+                    std::thread::sleep(POLL_INTERVAL);
+                }
+            }
+        };
+        acked.push((offset, base64(&value)));
+    }
+    let new_leader = agreed_leader(&survivors);
+    assert_ne!(new_leader, leader);
+
+    // The old leader restarts from its data and catches up.
+    let seeds = gossip
+        .iter()
+        .filter(|g| **g != killed_gossip)
+        .cloned()
+        .collect::<Vec<_>>()
+        .join(",");
+    let mut restarted = spawn(dir.path(), &leader, &killed_gossip, &seeds);
+    restarted.wait_listening();
+    restarted.wait_for("raft state found; rejoining (never bootstrapping again)");
+    let mut all: Vec<String> = survivors.iter().map(|s| (*s).to_owned()).collect();
+    all.push(restarted.addr.clone());
+    let reference = wait_for_records(&all[0], acked.len());
+    for addr in &all {
+        let records = wait_for_records(addr, acked.len());
+        assert_eq!(records, reference, "{addr} diverges");
+    }
+    // Every acknowledged record, at its acknowledged offset, exactly once.
+    for (offset, value) in &acked {
+        let found: Vec<_> = reference.iter().filter(|(_, v)| v == value).collect();
+        assert_eq!(found, [&(*offset, value.clone())], "{value}");
+    }
+    let offsets: Vec<u64> = reference.iter().map(|(o, _)| *o).collect();
+    assert_eq!(
+        offsets,
+        (0..reference.len() as u64).collect::<Vec<u64>>(),
+        "dense offsets"
+    );
+}
+
+fn base64(value: &str) -> String {
+    use base64::Engine as _;
+    base64::engine::general_purpose::STANDARD.encode(value)
+}
