@@ -88,8 +88,23 @@ pub(crate) async fn handle(
         let request = Request::from_parts(parts, body.take());
         return refine_grpc(app.oneshot(request).await.unwrap_or_else(|e| match e {}));
     }
+    let got = parts
+        .headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_owned();
     let request = Request::from_parts(parts, Body::new(body.reader()));
-    let response = app.oneshot(request).await.unwrap_or_else(|e| match e {});
+    let mut response = app.oneshot(request).await.unwrap_or_else(|e| match e {});
+    if response.headers().contains_key("grpc-status") {
+        // tonic answered a request that is not gRPC (a plain GET of a
+        // method): an empty 200 means nothing to an HTTP client.
+        response = Error::UnsupportedMediaType {
+            expected: "application/grpc",
+            got,
+        }
+        .into_response();
+    }
     if let Some(stalled_ms) = body.stalled() {
         return Error::RequestTimeout(stalled_ms).into_response();
     }

@@ -46,9 +46,15 @@ pub enum Error {
     /// The request is malformed.
     #[error("{0}")]
     InvalidArgument(String),
-    /// An HTTP body that is not JSON.
-    #[error("expected Content-Type application/json, got {0:?}")]
-    UnsupportedMediaType(String),
+    /// A request body of another type than the route takes (JSON for
+    /// the HTTP routes, gRPC for the gRPC methods).
+    #[error("expected Content-Type {expected}, got {got:?}")]
+    UnsupportedMediaType {
+        /// What the route takes.
+        expected: &'static str,
+        /// What the request said.
+        got: String,
+    },
     /// The request target (path and query) is over the limit.
     #[error("{}", too_large("request target", Some(*.size), *.limit))]
     UriTooLong {
@@ -147,7 +153,7 @@ impl Error {
                 (Code::ResourceExhausted, StatusCode::PAYLOAD_TOO_LARGE)
             }
             Self::InvalidArgument(_) => (Code::InvalidArgument, StatusCode::BAD_REQUEST),
-            Self::UnsupportedMediaType(_) => {
+            Self::UnsupportedMediaType { .. } => {
                 (Code::InvalidArgument, StatusCode::UNSUPPORTED_MEDIA_TYPE)
             }
             Self::UriTooLong { .. } => (Code::ResourceExhausted, StatusCode::URI_TOO_LONG),
@@ -271,7 +277,10 @@ mod tests {
                 limit: 1,
             },
             Error::InvalidArgument("x".into()),
-            Error::UnsupportedMediaType("text/plain".into()),
+            Error::UnsupportedMediaType {
+                expected: "application/json",
+                got: "text/plain".into(),
+            },
             Error::UriTooLong { size: 2, limit: 1 },
             Error::HeadersTooLarge { size: 2, limit: 1 },
             Error::Unauthenticated("produce"),

@@ -146,7 +146,10 @@ fn json_body<T: for<'de> Deserialize<'de>>(
         .unwrap_or("");
     let mime = content_type.split(';').next().unwrap_or("").trim();
     if !mime.eq_ignore_ascii_case("application/json") {
-        return Err(Error::UnsupportedMediaType(content_type.to_owned()));
+        return Err(Error::UnsupportedMediaType {
+            expected: "application/json",
+            got: content_type.to_owned(),
+        });
     }
     let body = body.map_err(|rejection| {
         if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {

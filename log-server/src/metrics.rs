@@ -49,7 +49,7 @@ fn error_kind(error: &Error) -> &'static str {
         Error::OutOfRange { .. } => "out_of_range",
         Error::RecordTooLarge { .. } => "record_too_large",
         Error::MessageTooLarge { .. } => "message_too_large",
-        Error::InvalidArgument(_) | Error::UnsupportedMediaType(_) => "invalid_argument",
+        Error::InvalidArgument(_) | Error::UnsupportedMediaType { .. } => "invalid_argument",
         Error::UriTooLong { .. } | Error::HeadersTooLarge { .. } => "head_too_large",
         Error::Unauthenticated(_) => "unauthenticated",
         Error::PermissionDenied { .. } => "permission_denied",
