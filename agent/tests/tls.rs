@@ -144,14 +144,48 @@ impl Identity {
         flags
     }
 
-    /// Runs `proglog <command> --addr <addr> <TLS flags> <args>`.
+    /// Runs `proglog <command> --addr <addr> <TLS flags> <args>`; a call
+    /// still running after `PROCESS_TIMEOUT` is killed and fails the test
+    /// (a refused handshake must end the call, not hang it).
     fn cli(&self, addr: &str, command: &str, args: &[&str]) -> Output {
-        proglog()
+        let mut child = proglog()
             .args([command, "--addr", addr])
             .args(self.cli_flags())
             .args(args)
-            .output()
-            .expect("run proglog")
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("run proglog");
+        let pipe = |mut from: Box<dyn std::io::Read + Send>| {
+            std::thread::spawn(move || {
+                let mut bytes = Vec::new();
+                let _ = from.read_to_end(&mut bytes);
+                bytes
+            })
+        };
+        let stdout = pipe(Box::new(child.stdout.take().expect("stdout")));
+        let stderr = pipe(Box::new(child.stderr.take().expect("stderr")));
+        let deadline = std::time::Instant::now() + common::PROCESS_TIMEOUT;
+        let status = loop {
+            if let Some(status) = child.try_wait().expect("wait for proglog") {
+                break status;
+            }
+            if std::time::Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!(
+                    "proglog {command} --addr {addr} still ran after {:?}",
+                    common::PROCESS_TIMEOUT
+                );
+            }
+            // A poll interval; the deadline bounds the wait.
+            std::thread::sleep(Duration::from_millis(5));
+        };
+        Output {
+            status,
+            stdout: stdout.join().expect("stdout reader"),
+            stderr: stderr.join().expect("stderr reader"),
+        }
     }
 
     /// One HTTP/1.1 request over TLS: the status, or the error that kept
@@ -198,9 +232,10 @@ impl Identity {
         let name = tls
             .server_name_for("localhost")
             .map_err(|e| e.to_string())?;
-        let mut stream = tokio_rustls::TlsConnector::from(Arc::new(config))
-            .connect(name, tcp)
+        let handshake = tokio_rustls::TlsConnector::from(Arc::new(config)).connect(name, tcp);
+        let mut stream = tokio::time::timeout(common::PROCESS_TIMEOUT, handshake)
             .await
+            .map_err(|_| format!("no handshake within {:?}", common::PROCESS_TIMEOUT))?
             .map_err(|e| format!("handshake: {e}"))?;
         let request = format!(
             "{method} {path} HTTP/1.1\r\nhost: localhost\r\nconnection: close\r\n\
@@ -254,8 +289,12 @@ fn next_offset(pki: &Pki, addr: &str) -> u64 {
     info["nextOffset"].as_u64().expect("nextOffset")
 }
 
-/// Asserts the CLI call failed without any output on stdout, and that its
-/// error says the connection was refused, not something unrelated.
+/// Asserts the CLI call failed without any output on stdout, on a
+/// connection it had made: a transport error, not a TCP connect failure (a
+/// client that never reached the server), not a refusal after the
+/// handshake, not a usage error. Which TLS alert tonic reports races with
+/// the connection closing, so the alert itself is checked over HTTPS
+/// ([`assert_https_refused_with`]).
 fn assert_refused_at_handshake(output: &Output, case: &str) {
     assert!(!output.status.success(), "{case}: succeeded");
     assert!(
@@ -265,8 +304,30 @@ fn assert_refused_at_handshake(output: &Output, case: &str) {
     );
     let error = stderr(output);
     assert!(
-        !error.contains("PERMISSION_DENIED") && !error.contains("usage"),
-        "{case}: refused after the handshake, or a usage error: {error}"
+        error.contains("transport error"),
+        "{case}: not a transport-level refusal: {error}"
+    );
+    for after_connecting in ["PERMISSION_DENIED", "UNAUTHENTICATED", "usage"] {
+        assert!(
+            !error.contains(after_connecting),
+            "{case}: refused after the handshake, or a usage error: {error}"
+        );
+    }
+    for never_connected in ["connect error", "Connection refused", "dns error"] {
+        assert!(
+            !error.contains(never_connected),
+            "{case}: never reached the server: {error}"
+        );
+    }
+}
+
+/// Asserts an HTTPS request was refused by the server's TLS alert `alert`
+/// (rustls's name for it): the handshake ran, and failed for that reason.
+fn assert_https_refused_with(result: &Result<(u16, String), String>, alert: &str, case: &str) {
+    let expected = format!("received fatal alert: {alert}");
+    assert!(
+        result.as_ref().is_err_and(|e| e.ends_with(&expected)),
+        "{case}: expected the server's {alert} alert, got {result:?}"
     );
 }
 
@@ -316,22 +377,42 @@ fn callers_without_a_valid_client_certificate_are_refused_at_the_handshake() {
     // A self-signed certificate is its own CA: present the other CA's.
     pki.save("self-signed", other_ca.files());
 
+    // Each with the alert the server (rustls) refuses it with. The other
+    // CA has the same name as ours, so its client's chain reaches our CA by
+    // name and fails on the signature.
     let cases = [
-        ("no client certificate", pki.identity("ca", None)),
+        (
+            "no client certificate",
+            pki.identity("ca", None),
+            "CertificateRequired",
+        ),
         (
             "root from another CA",
             pki.identity("ca", Some("other-root")),
+            "DecryptError",
         ),
-        ("self-signed", pki.identity("ca", Some("self-signed"))),
-        ("expired", pki.identity("ca", Some("expired"))),
-        ("not yet valid", pki.identity("ca", Some("future"))),
+        (
+            "self-signed",
+            pki.identity("ca", Some("self-signed")),
+            "CertificateUnknown",
+        ),
+        (
+            "expired",
+            pki.identity("ca", Some("expired")),
+            "CertificateExpired",
+        ),
+        (
+            "not yet valid",
+            pki.identity("ca", Some("future")),
+            "CertificateExpired",
+        ),
     ];
-    for (case, identity) in &cases {
+    for (case, identity, alert) in &cases {
         assert_refused_at_handshake(&identity.cli(&node.addr, "info", &[]), case);
         let produced = identity.cli(&node.addr, "produce", &["x"]);
         assert_refused_at_handshake(&produced, case);
         let http = identity.https(&node.addr, "GET", "/v1/info", "");
-        assert!(http.is_err(), "{case}: HTTP answered {http:?}");
+        assert_https_refused_with(&http, alert, case);
     }
     assert_eq!(next_offset(&pki, &node.addr), 0, "nothing was written");
 }
@@ -794,9 +875,9 @@ fn certificates_from_an_openssl_ca_work_and_server_auth_only_is_refused() {
         &server_only.cli(&node.addr, "produce", &["x"]),
         "server-auth-only client certificate",
     );
-    assert!(
-        server_only
-            .https(&node.addr, "GET", "/v1/info", "")
-            .is_err()
+    assert_https_refused_with(
+        &server_only.https(&node.addr, "GET", "/v1/info", ""),
+        "UnsupportedCertificate",
+        "server-auth-only client certificate",
     );
 }
