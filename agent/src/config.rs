@@ -131,6 +131,23 @@ pub struct ServerSection {
     /// Records in appends at once before produce is refused with
     /// RESOURCE_EXHAUSTED.
     pub in_flight_records_max: u32,
+    /// Connections open at once; one more is closed at once and counted in
+    /// `proglog_connections_refused_total`. Keep it under `ulimit -n`.
+    pub connections_max: usize,
+    /// Milliseconds an HTTP/1 client has to send a request's headers.
+    pub header_read_timeout_ms: u64,
+    /// Milliseconds a connection may stay open with no request in progress.
+    pub idle_timeout_ms: u64,
+    /// Milliseconds an HTTP request body may stall before the request is
+    /// refused with 408.
+    pub body_read_timeout_ms: u64,
+    /// Milliseconds of silence from an HTTP/2 peer before it is pinged.
+    pub http2_keepalive_interval_ms: u64,
+    /// Milliseconds a pinged HTTP/2 peer has to answer before it is closed.
+    pub http2_keepalive_timeout_ms: u64,
+    /// Bytes of a refused HTTP request's body read and discarded so the
+    /// refusal reaches the client intact.
+    pub refusal_drain_bytes_max: u64,
 }
 
 impl Default for ServerSection {
@@ -141,6 +158,13 @@ impl Default for ServerSection {
             grpc_message_bytes_max: server.grpc_message_bytes_max,
             http_body_bytes_max: server.http_body_bytes_max,
             in_flight_records_max: 65_536,
+            connections_max: server.connections_max,
+            header_read_timeout_ms: server.header_read_timeout_ms,
+            idle_timeout_ms: server.idle_timeout_ms,
+            body_read_timeout_ms: server.body_read_timeout_ms,
+            http2_keepalive_interval_ms: server.http2_keepalive_interval_ms,
+            http2_keepalive_timeout_ms: server.http2_keepalive_timeout_ms,
+            refusal_drain_bytes_max: server.refusal_drain_bytes_max,
         }
     }
 }
@@ -328,6 +352,25 @@ impl AgentConfig {
         if self.server.in_flight_records_max == 0 {
             return bad("server.in_flight_records_max", "must be at least 1".into());
         }
+        let server = &self.server;
+        for (key, value) in [
+            ("connections_max", server.connections_max as u64),
+            ("header_read_timeout_ms", server.header_read_timeout_ms),
+            ("idle_timeout_ms", server.idle_timeout_ms),
+            ("body_read_timeout_ms", server.body_read_timeout_ms),
+            (
+                "http2_keepalive_interval_ms",
+                server.http2_keepalive_interval_ms,
+            ),
+            (
+                "http2_keepalive_timeout_ms",
+                server.http2_keepalive_timeout_ms,
+            ),
+        ] {
+            if value == 0 {
+                return bad(&format!("server.{key}"), "must be at least 1".into());
+            }
+        }
         // A record and its envelope must fit one gRPC message, and one
         // base64-encoded record must fit an HTTP body.
         let record = self.log.record_bytes_max;
@@ -399,6 +442,13 @@ impl AgentConfig {
             drain_timeout_ms: self.server.drain_timeout_ms,
             grpc_message_bytes_max: self.server.grpc_message_bytes_max,
             http_body_bytes_max: self.server.http_body_bytes_max,
+            connections_max: self.server.connections_max,
+            header_read_timeout_ms: self.server.header_read_timeout_ms,
+            idle_timeout_ms: self.server.idle_timeout_ms,
+            body_read_timeout_ms: self.server.body_read_timeout_ms,
+            http2_keepalive_interval_ms: self.server.http2_keepalive_interval_ms,
+            http2_keepalive_timeout_ms: self.server.http2_keepalive_timeout_ms,
+            refusal_drain_bytes_max: self.server.refusal_drain_bytes_max,
             ..log_server::ServerConfig::default()
         }
     }
@@ -537,6 +587,35 @@ mod tests {
         assert_eq!(config.cluster.rpc_advertise_addr, "n9.example:1");
         assert_eq!(config.cluster.join, ["a:3", "b:3"]);
         assert_eq!(config.cluster.gossip_key_file, Some(PathBuf::from("g.key")));
+    }
+
+    #[test]
+    fn the_servers_edge_keys_reach_the_server() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let file = dir.path().join("c.toml");
+        std::fs::write(
+            &file,
+            "[server]\nconnections_max = 7\nheader_read_timeout_ms = 11\nidle_timeout_ms = 12\n\
+             body_read_timeout_ms = 13\nhttp2_keepalive_interval_ms = 14\n\
+             http2_keepalive_timeout_ms = 15\nrefusal_drain_bytes_max = 16\n",
+        )
+        .expect("write");
+        let server = AgentConfig::load(Some(&file), &AgentFlags::default())
+            .expect("load")
+            .server_config();
+        assert_eq!(server.connections_max, 7);
+        assert_eq!(server.header_read_timeout_ms, 11);
+        assert_eq!(server.idle_timeout_ms, 12);
+        assert_eq!(server.body_read_timeout_ms, 13);
+        assert_eq!(server.http2_keepalive_interval_ms, 14);
+        assert_eq!(server.http2_keepalive_timeout_ms, 15);
+        assert_eq!(server.refusal_drain_bytes_max, 16);
+        std::fs::write(&file, "[server]\nidle_timeout_ms = 0\n").expect("write");
+        let error = AgentConfig::load(Some(&file), &AgentFlags::default()).expect_err("zero");
+        assert!(
+            error.to_string().contains("server.idle_timeout_ms"),
+            "{error}"
+        );
     }
 
     #[test]
