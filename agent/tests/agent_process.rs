@@ -3,6 +3,8 @@
 
 mod common;
 
+use std::time::Duration;
+
 use common::{Node, proglog};
 
 const CLEAN: &str = "log was closed cleanly; no recovery needed";
@@ -130,10 +132,105 @@ fn sigterm_drains_closes_the_log_and_the_restart_is_clean() {
     let opened = node.wait_for_any(&[CLEAN, RECOVERED]);
     assert_eq!(opened["message"], CLEAN);
     assert_eq!(
-        produce_http(&node.addr, "eA=="),
-        3,
+        values_http(&node.addr),
+        ["aGVsbG8="; 3],
         "the records survived the restart"
     );
+    assert_eq!(produce_http(&node.addr, "eA=="), 3);
+}
+
+/// Every record's value, base64 as the API gives it, read over HTTP.
+fn values_http(addr: &str) -> Vec<String> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    runtime.block_on(async {
+        let response = reqwest::get(format!("http://{addr}/v1/records?from=0&limit=1000"))
+            .await
+            .expect("read");
+        assert_eq!(response.status().as_u16(), 200);
+        let body: serde_json::Value = response.json().await.expect("json");
+        body["records"]
+            .as_array()
+            .expect("records")
+            .iter()
+            .map(|r| r["value"].as_str().expect("value").to_owned())
+            .collect()
+    })
+}
+
+/// The drain bound the next test gives the node.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(1);
+/// How long after the drain bound the process may take to exit: aborting
+/// the stuck connection, closing the log and exiting take milliseconds; the
+/// rest is room for a loaded 2-core CI machine.
+const EXIT_MARGIN: Duration = Duration::from_secs(10);
+
+/// Goal: a request that never finishes holds the shutdown for at most
+/// `drain_timeout_ms`: the process exits 0 between the bound and the bound
+/// plus `EXIT_MARGIN`, having closed its log cleanly, and after a restart
+/// the acknowledged records read back by value while the stuck request
+/// wrote nothing.
+/// Method: a raw HTTP/1.1 produce with `Expect: 100-continue` is in flight
+/// once the node answers `100 Continue` (its handler is reading the body);
+/// the client sends half the body and stops. Then SIGTERM.
+#[test]
+fn sigterm_exits_within_the_drain_bound_even_with_a_request_stuck() {
+    use std::io::{Read as _, Write as _};
+    let dir = tempfile::tempdir().expect("tempdir");
+    let drain_ms = DRAIN_TIMEOUT.as_millis().to_string();
+    let mut node = Node::start_with_env(
+        dir.path(),
+        &["--fsync", "always"],
+        &[("PROGLOG_SERVER__DRAIN_TIMEOUT_MS", drain_ms.as_str())],
+    );
+    for (offset, value) in ["YQ==", "Yg=="].into_iter().enumerate() {
+        assert_eq!(produce_http(&node.addr, value), offset as u64);
+    }
+    let body = r#"{"record":{"value":"c3R1Y2s="}}"#;
+    let mut stuck = std::net::TcpStream::connect(&node.addr).expect("connect");
+    stuck
+        .set_read_timeout(Some(common::PROCESS_TIMEOUT))
+        .expect("read timeout");
+    write!(
+        stuck,
+        "POST /v1/records HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\n\
+         content-length: {}\r\nexpect: 100-continue\r\n\r\n",
+        body.len()
+    )
+    .expect("write head");
+    let mut seen = Vec::new();
+    let mut buffer = [0u8; 256];
+    while !String::from_utf8_lossy(&seen).contains("100 Continue") {
+        let read = stuck.read(&mut buffer).expect("read 100 Continue");
+        assert!(read > 0, "closed before 100 Continue");
+        seen.extend_from_slice(&buffer[..read]);
+    }
+    stuck
+        .write_all(&body.as_bytes()[..body.len() / 2])
+        .expect("write half the body");
+
+    let signalled = std::time::Instant::now();
+    node.signal("TERM");
+    // Fails by itself after `PROCESS_TIMEOUT`, longer than the bound below.
+    let status = node.wait_exit();
+    let took = signalled.elapsed();
+    assert!(status.success(), "{status:?}");
+    assert!(
+        took <= DRAIN_TIMEOUT + EXIT_MARGIN,
+        "exited {took:?} after SIGTERM, past the {DRAIN_TIMEOUT:?} drain and {EXIT_MARGIN:?}"
+    );
+    assert!(
+        took >= DRAIN_TIMEOUT,
+        "exited after {took:?}, before the {DRAIN_TIMEOUT:?} drain with a request in flight"
+    );
+    node.wait_for("log flushed and closed cleanly");
+    drop(stuck);
+
+    let node = Node::start(dir.path(), &[]);
+    assert_eq!(node.wait_for_any(&[CLEAN, RECOVERED])["message"], CLEAN);
+    assert_eq!(values_http(&node.addr), ["YQ==", "Yg=="]);
 }
 
 #[test]
