@@ -1,6 +1,7 @@
 //! Running a node: open the log, serve, and shut down in a fixed order.
 //!
-//! Shutdown: a signal cancels the root token; the server turns health
+//! Shutdown: a signal cancels the root token; a replicated leader first
+//! hands leadership to its most caught-up voter (bounded); the server turns health
 //! NOT_SERVING, stops accepting, ends streams and drains in-flight requests
 //! (bounded); then the node announces its gossip leave (bounded by
 //! `cluster.leave_timeout_ms`); then background tasks stop and the log is flushed and closed,
@@ -229,6 +230,10 @@ pub async fn run_until(
     .await
 }
 
+/// Longest a stopping leader waits for another voter to take over: raft
+/// aborts a transfer after one election timeout (1-2 s by default).
+const TRANSFER_BOUND: Duration = Duration::from_secs(3);
+
 /// Raft messages queued for the local replica before more are dropped.
 const RAFT_INBOX_MESSAGES: usize = 4096;
 
@@ -289,11 +294,27 @@ impl Serving<'_> {
             });
         }
         tasks.close();
+        // A leader hands leadership over before it stops serving, so a
+        // planned stop (a rolling restart) costs no election timeout.
+        let serving = CancellationToken::new();
+        {
+            let (shutdown, serving) = (shutdown.clone(), serving.clone());
+            let replica = replica.as_ref().map(|(replica, _)| replica.clone());
+            tokio::spawn(async move {
+                shutdown.cancelled().await;
+                if let Some(replica) = replica
+                    && let Some(to) = replica.transfer_leadership(TRANSFER_BOUND).await
+                {
+                    tracing::info!(to, "leadership handed over");
+                }
+                serving.cancel();
+            });
+        }
         let served = log_server::serve_with_internal(
             listener,
             Arc::clone(&commit_log),
             config.server_config(),
-            shutdown.clone(),
+            serving,
             Some(render),
             security.access(),
             internal,

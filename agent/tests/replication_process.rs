@@ -229,3 +229,120 @@ fn base64(value: &str) -> String {
     use base64::Engine as _;
     base64::engine::general_purpose::STANDARD.encode(value)
 }
+
+/// A free TCP port on 127.0.0.1 (bound, noted, freed), so a restarted node
+/// keeps its RPC address.
+fn free_tcp_addr() -> String {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    listener.local_addr().expect("addr").to_string()
+}
+
+#[test]
+fn a_rolling_restart_with_a_producer_running_loses_no_acknowledged_record() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::{Arc, Mutex};
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let names = ["n1", "n2", "n3"];
+    let gossip: Vec<String> = names.iter().map(|_| free_udp_addr()).collect();
+    let rpc: Vec<String> = names.iter().map(|_| free_tcp_addr()).collect();
+    let start = |i: usize| {
+        let seeds = format!("{},{}", gossip[(i + 1) % 3], gossip[(i + 2) % 3]);
+        Node::spawn(
+            &dir.path().join(names[i]),
+            &[
+                "--node-name",
+                names[i],
+                "--rpc-addr",
+                &rpc[i],
+                "--gossip-addr",
+                &gossip[i],
+                "--join",
+                &seeds,
+                "--bootstrap-expect",
+                "3",
+            ],
+            &GOSSIP_ENV,
+        )
+    };
+    let mut nodes: Vec<Node> = (0..3).map(start).collect();
+    for node in &mut nodes {
+        node.wait_listening();
+    }
+    let rpc_refs: Vec<&str> = rpc.iter().map(String::as_str).collect();
+    agreed_leader(&rpc_refs);
+
+    // One producer, round robin over the nodes, retrying on the next node.
+    let acked = Arc::new(Mutex::new(Vec::<(u64, String)>::new()));
+    let stop = Arc::new(AtomicBool::new(false));
+    let producer = {
+        let (acked, stop, rpc) = (Arc::clone(&acked), Arc::clone(&stop), rpc.clone());
+        std::thread::spawn(move || {
+            let mut i = 0_usize;
+            while !stop.load(Ordering::Relaxed) {
+                let value = format!("r{i}");
+                // A failure (that node is restarting) moves on to the
+                // next node with a new value: a failed produce is
+                // indeterminate, never counted as acknowledged.
+                if let Ok(offset) = produce(&rpc[i % 3], &value) {
+                    acked.lock().expect("lock").push((offset, base64(&value)));
+                }
+                i += 1;
+            }
+        })
+    };
+    let acked_count = || acked.lock().expect("lock").len();
+    let mut handovers = 0;
+    for i in 0..3 {
+        let before = acked_count();
+        // SIGTERM is a restart, not a leave: exit 0, log closed cleanly;
+        // a leader hands leadership over first.
+        let was_leader = leader_of(&rpc[i]).as_deref() == Some(names[i]);
+        nodes[i].signal("TERM");
+        assert!(
+            nodes[i].wait_exit().success(),
+            "{} exited with an error",
+            names[i]
+        );
+        nodes[i].wait_for("log flushed and closed cleanly");
+        if was_leader {
+            nodes[i].wait_for("leadership handed over");
+            handovers += 1;
+        }
+        nodes[i] = start(i);
+        nodes[i].wait_listening();
+        nodes[i].wait_for("log was closed cleanly; no recovery needed");
+        agreed_leader(&rpc_refs);
+        // Writes went on while this node was away, and go on now.
+        let deadline = Instant::now() + FAILOVER_TIMEOUT;
+        while acked_count() < before + 5 {
+            assert!(
+                Instant::now() < deadline,
+                "writes stalled after restarting {}",
+                names[i]
+            );
+            std::thread::sleep(POLL_INTERVAL);
+        }
+    }
+    stop.store(true, Ordering::Relaxed);
+    producer.join().expect("producer");
+    eprintln!("leaderships handed over on SIGTERM: {handovers}");
+    let acked = acked.lock().expect("lock").clone();
+    assert!(
+        acked.len() >= 15,
+        "too few writes acknowledged: {}",
+        acked.len()
+    );
+    let reference = wait_for_records(&rpc[0], acked.len());
+    for addr in &rpc {
+        assert_eq!(
+            wait_for_records(addr, acked.len()),
+            reference,
+            "{addr} diverges"
+        );
+    }
+    for (offset, value) in &acked {
+        let found: Vec<_> = reference.iter().filter(|(_, v)| v == value).collect();
+        assert_eq!(found, [&(*offset, value.clone())], "{value}");
+    }
+}

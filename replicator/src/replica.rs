@@ -86,6 +86,7 @@ enum Command {
         reply: oneshot::Sender<Result<u64>>,
     },
     Campaign,
+    TransferLeadership(oneshot::Sender<Option<u64>>),
     Stop(oneshot::Sender<()>),
 }
 
@@ -102,6 +103,7 @@ impl std::fmt::Debug for Command {
         formatter.write_str(match self {
             Self::Propose { .. } => "Propose",
             Self::Campaign => "Campaign",
+            Self::TransferLeadership(_) => "TransferLeadership",
             Self::Stop(_) => "Stop",
         })
     }
@@ -188,6 +190,22 @@ impl Replica {
             .send(Command::Campaign)
             .await
             .map_err(|_| Error::Stopped)
+    }
+
+    /// If this node leads, hands leadership to the most caught-up voter and
+    /// waits (at most `bound`) until it no longer leads, so a planned stop
+    /// costs no election timeout. Returns the node it handed over to.
+    /// Proposals meanwhile are answered [`Error::Dropped`] by raft.
+    pub async fn transfer_leadership(&self, bound: Duration) -> Option<u64> {
+        let (reply, answer) = oneshot::channel();
+        self.commands
+            .send(Command::TransferLeadership(reply))
+            .await
+            .ok()?;
+        let target = answer.await.ok().flatten()?;
+        let mut status = self.status();
+        let moved = tokio::time::timeout(bound, status.wait_for(|s| s.role != Role::Leader)).await;
+        matches!(moved, Ok(Ok(_))).then_some(target)
     }
 
     /// Stops the task after persisting the commit index.
@@ -301,8 +319,30 @@ impl<T: Transport> Driver<T> {
                     tracing::warn!(error = %e, "campaign refused");
                 }
             }
+            Command::TransferLeadership(reply) => {
+                let target = self.transfer_target();
+                if let Some(target) = target {
+                    tracing::info!(to = target, "transferring leadership before stopping");
+                    self.raw.transfer_leader(target);
+                }
+                let _gone = reply.send(target);
+            }
             Command::Stop(_) => {}
         }
+    }
+
+    /// The voter (not us) with the highest match index, when we lead.
+    fn transfer_target(&self) -> Option<u64> {
+        let raft = &self.raw.raft;
+        if raft.state != StateRole::Leader {
+            return None;
+        }
+        let voters = self.storage.conf_state();
+        raft.prs()
+            .iter()
+            .filter(|(id, _)| **id != raft.id && voters.get_voters().contains(id))
+            .max_by_key(|(_, progress)| progress.matched)
+            .map(|(id, _)| *id)
     }
 
     fn propose(

@@ -48,16 +48,14 @@ impl Node {
     /// Starts a node without waiting for it to listen (a replicated node
     /// listens only once its cluster has bootstrapped).
     pub(crate) fn spawn(data_dir: &Path, extra: &[&str], env: &[(&str, &str)]) -> Self {
-        let mut child = proglog()
-            .envs(env.iter().copied())
-            .args([
-                "agent",
-                "--rpc-addr",
-                "127.0.0.1:0",
-                "--log-format",
-                "json",
-                "--data-dir",
-            ])
+        let mut command = proglog();
+        command.envs(env.iter().copied()).arg("agent");
+        // Port 0 unless the test chose an address (to keep it over restarts).
+        if !extra.contains(&"--rpc-addr") {
+            command.args(["--rpc-addr", "127.0.0.1:0"]);
+        }
+        let mut child = command
+            .args(["--log-format", "json", "--data-dir"])
             .arg(data_dir)
             .args(extra)
             .stdout(Stdio::null())
