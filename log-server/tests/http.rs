@@ -279,6 +279,13 @@ async fn the_ndjson_stream_follows_the_tail() {
     server.stop().await;
 }
 
+/// Goal: the `/readyz` handler answers 503 once shutdown starts, while
+/// `/healthz` stays 200.
+/// Method: the HTTP router on a side listener sharing the server's shutdown
+/// token, because the real listener stops accepting right after shutdown
+/// starts, leaving no moment to ask it. On the real listener, the order is
+/// proven through a gRPC health watch opened before shutdown
+/// (`tests/shutdown.rs`).
 #[tokio::test]
 async fn readiness_turns_unavailable_when_shutdown_starts() {
     let dir = tempfile::tempdir().expect("tempdir");
