@@ -1,5 +1,5 @@
 # proglog's entry point: CI (.ci/run) calls these same targets.
-.PHONY: test test-python lint verify bench compare fuzz-smoke doc
+.PHONY: test test-python lint verify bench compare fuzz-smoke doc cluster
 
 CARGO ?= cargo
 
@@ -21,6 +21,11 @@ lint:
 
 # What CI checks.
 verify: lint test test-python
+
+# Three replicated nodes on 127.0.0.1 (RPC 8401-8403) in the foreground;
+# Ctrl-C stops them. See docs/cluster.md.
+cluster:
+	bash scripts/cluster.sh
 
 # Criterion benchmarks of log-core, with the disk's own limits measured in the
 # same run; see log-core/benches/log.rs for what each one means.

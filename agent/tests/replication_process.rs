@@ -150,6 +150,9 @@ fn three_replicas_agree_survive_a_leader_kill_and_lose_no_acknowledged_record() 
     let addrs: Vec<String> = nodes.iter().map(|n| n.addr.clone()).collect();
     let addr_refs: Vec<&str> = addrs.iter().map(String::as_str).collect();
     let leader = agreed_leader(&addr_refs);
+    let metrics = reqwest_get(&format!("http://{}/metrics", addrs[0]));
+    assert!(metrics.contains("proglog_raft_term"), "{metrics}");
+    assert!(metrics.contains("proglog_raft_applied_index"), "{metrics}");
 
     // Produce through every node: offsets are dense whichever node took it.
     let mut acked: Vec<(u64, String)> = Vec::new();
@@ -345,4 +348,19 @@ fn a_rolling_restart_with_a_producer_running_loses_no_acknowledged_record() {
         let found: Vec<_> = reference.iter().filter(|(_, v)| v == value).collect();
         assert_eq!(found, [&(*offset, value.clone())], "{value}");
     }
+}
+
+fn reqwest_get(url: &str) -> String {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    runtime.block_on(async {
+        reqwest::get(url)
+            .await
+            .expect("GET")
+            .text()
+            .await
+            .expect("body")
+    })
 }

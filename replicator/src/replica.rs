@@ -395,6 +395,7 @@ impl<T: Transport> Driver<T> {
                 );
             }
             Err(raft::Error::ProposalDropped) => {
+                metrics::counter!("proglog_raft_proposals_dropped_total").increment(1);
                 let _gone = reply.send(Err(Error::Dropped));
             }
             Err(e) => {
@@ -523,9 +524,19 @@ impl<T: Transport> Driver<T> {
             failed: false,
         };
         self.status.send_if_modified(|old| {
+            if old.leader != status.leader {
+                metrics::counter!("proglog_raft_leader_changes_total").increment(1);
+            }
             let changed = *old != status;
             *old = status;
             changed
         });
+        metrics::gauge!("proglog_raft_term").set(status.term as f64);
+        metrics::gauge!("proglog_raft_commit_index").set(status.commit_index as f64);
+        metrics::gauge!("proglog_raft_applied_index").set(status.applied_index as f64);
+        metrics::gauge!("proglog_raft_last_index").set(status.last_index as f64);
+        metrics::gauge!("proglog_raft_is_leader")
+            .set(f64::from(u8::from(status.role == Role::Leader)));
+        metrics::gauge!("proglog_raft_proposals_pending").set(self.pending.len() as f64);
     }
 }
