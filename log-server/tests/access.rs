@@ -4,9 +4,8 @@
 //! Method: one server per principal, whose handshake stamps every connection
 //! with that principal's subject (what TLS does with a client certificate),
 //! and a table policy. Health stays public for everyone. The last test makes
-//! every gRPC method and HTTP route ([`CALLS`]) as every principal; gRPC
-//! reflection (which needs `consume`) is covered by the unit tests of
-//! `required_action` only, for want of a reflection client here.
+//! every gRPC method (the Log service, reflection v1 and v1alpha, health)
+//! and HTTP route ([`CALLS`]) as every principal.
 
 mod common;
 
@@ -237,6 +236,8 @@ enum Call {
     GrpcConsumeStream,
     GrpcGetLogInfo,
     GrpcGetServers,
+    GrpcReflectionV1,
+    GrpcReflectionV1Alpha,
     GrpcHealth,
     HttpProduce,
     HttpProduceBatch,
@@ -251,7 +252,7 @@ enum Call {
     HttpReadyz,
 }
 
-const CALLS: [Call; 20] = [
+const CALLS: [Call; 22] = [
     Call::GrpcProduce,
     Call::GrpcProduceBatch,
     Call::GrpcProduceStream,
@@ -260,6 +261,8 @@ const CALLS: [Call; 20] = [
     Call::GrpcConsumeStream,
     Call::GrpcGetLogInfo,
     Call::GrpcGetServers,
+    Call::GrpcReflectionV1,
+    Call::GrpcReflectionV1Alpha,
     Call::GrpcHealth,
     Call::HttpProduce,
     Call::HttpProduceBatch,
@@ -288,6 +291,8 @@ impl Call {
             | Self::GrpcConsumeStream
             | Self::GrpcGetLogInfo
             | Self::GrpcGetServers
+            | Self::GrpcReflectionV1
+            | Self::GrpcReflectionV1Alpha
             | Self::HttpRange
             | Self::HttpConsume
             | Self::HttpFollow
@@ -424,6 +429,48 @@ async fn attempt(server: &TestServer, what: Call) -> Outcome {
         }
         Call::GrpcGetLogInfo => grpc_outcome(what, client.get_log_info(GetLogInfoRequest {}).await),
         Call::GrpcGetServers => grpc_outcome(what, client.get_servers(GetServersRequest {}).await),
+        Call::GrpcReflectionV1 => {
+            use tonic_reflection::pb::v1::{
+                ServerReflectionRequest, server_reflection_client::ServerReflectionClient,
+                server_reflection_request::MessageRequest,
+            };
+            let mut reflection = ServerReflectionClient::new(server.channel().await);
+            let request = ServerReflectionRequest {
+                message_request: Some(MessageRequest::ListServices(String::new())),
+                ..Default::default()
+            };
+            match reflection
+                .server_reflection_info(futures_util::stream::iter([request]))
+                .await
+            {
+                Ok(response) => {
+                    let first = response.into_inner().next().await.expect("an answer");
+                    grpc_outcome(what, first)
+                }
+                Err(status) => grpc_outcome::<()>(what, Err(status)),
+            }
+        }
+        Call::GrpcReflectionV1Alpha => {
+            use tonic_reflection::pb::v1alpha::{
+                ServerReflectionRequest, server_reflection_client::ServerReflectionClient,
+                server_reflection_request::MessageRequest,
+            };
+            let mut reflection = ServerReflectionClient::new(server.channel().await);
+            let request = ServerReflectionRequest {
+                message_request: Some(MessageRequest::ListServices(String::new())),
+                ..Default::default()
+            };
+            match reflection
+                .server_reflection_info(futures_util::stream::iter([request]))
+                .await
+            {
+                Ok(response) => {
+                    let first = response.into_inner().next().await.expect("an answer");
+                    grpc_outcome(what, first)
+                }
+                Err(status) => grpc_outcome::<()>(what, Err(status)),
+            }
+        }
         Call::GrpcHealth => {
             let mut health =
                 tonic_health::pb::health_client::HealthClient::new(server.channel().await);
