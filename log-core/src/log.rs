@@ -827,7 +827,14 @@ impl Shared {
                 return Ok(None);
             }
         }
-        let bytes = self.fail_on_error(self.write_locked(&mut writer, first, records))?;
+        let bytes = match self.write_locked(&mut writer, first, records) {
+            Ok(bytes) => bytes,
+            Err(e) => {
+                self.fail(&e);
+                self.settle_after_write_failure(&writer);
+                return Err(e);
+            }
+        };
         writer.sequence += 1;
         let sequence = writer.sequence;
         // Counted under the writer lock, where a sync takes its snapshot and
@@ -940,8 +947,30 @@ impl Shared {
             self.bytes_since_sync.store(0, Ordering::Release);
             (Arc::clone(&writer.active), writer.sequence)
         };
-        active.store().sync()?;
+        if let Err(e) = active.store().sync() {
+            // Failed first, so no append slips in between.
+            self.fail(&e);
+            self.settle_after_write_failure(&self.lock_writer());
+            return Err(e);
+        }
         Ok(sequence)
+    }
+
+    /// After a failed write or sync: the offsets the log reports are those
+    /// of the records whose frames reached the file whole, as a reopen
+    /// will find them; what was only buffered is forgotten, so it is never
+    /// read, reported, or written later. The caller holds the writer lock.
+    fn settle_after_write_failure(&self, writer: &Writer) {
+        let next = writer.active.keep_written();
+        let before = self.next_offset.load(Ordering::Acquire);
+        if next < before {
+            self.next_offset.store(next, Ordering::Release);
+            tracing::warn!(
+                next_offset = next,
+                lost = before - next,
+                "records that never reached the store file are dropped from the log's view"
+            );
+        }
     }
 
     /// Removes the oldest segments while `drop` says so (never the last one)

@@ -207,6 +207,49 @@ impl Segment {
         Ok(())
     }
 
+    /// After a failed write: keeps only the records whose frames reached
+    /// the store file whole, and returns the offset after them.
+    pub(crate) fn keep_written(&self) -> u64 {
+        let written = self.store.discard_unwritten();
+        let len = self.index.len();
+        // Record i is whole if the next one starts within the file (the
+        // last one: if nothing past the file was appended, which
+        // `discard_unwritten` just made the store's size).
+        let mut keep = 0;
+        while keep < len {
+            let end = match self.index.position(keep + 1) {
+                Some(next) => u64::from(next),
+                None => break,
+            };
+            if end > written {
+                break;
+            }
+            keep += 1;
+        }
+        if keep + 1 == len
+            && self
+                .index
+                .position(keep)
+                .is_some_and(|start| self.last_frame_within(u64::from(start), written))
+        {
+            keep += 1;
+        }
+        self.index.truncate(keep);
+        self.base_offset + keep
+    }
+
+    /// Whether the frame starting at `start` ends at or before `written`.
+    fn last_frame_within(&self, start: u64, written: u64) -> bool {
+        if start + FRAME_HEADER_BYTES as u64 > written {
+            return false;
+        }
+        self.store
+            .read_at(start, FRAME_HEADER_BYTES)
+            .ok()
+            .and_then(|header| declared_frame_bytes(&header))
+            .is_some_and(|bytes| start + bytes <= written)
+    }
+
     /// Reads the record at `offset`, or `None` if the segment does not hold it.
     pub(crate) fn read(&self, offset: u64) -> Result<Option<Record>> {
         let Some(relative) = offset.checked_sub(self.base_offset) else {

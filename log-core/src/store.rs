@@ -103,6 +103,13 @@ impl Store {
         if buffer.bytes.is_empty() {
             return Ok(());
         }
+        #[cfg(test)]
+        if crate::testing::take_injected_write_failure(&self.path) {
+            return Err(crate::Error::io(
+                &self.path,
+                std::io::Error::other("injected write failure"),
+            ));
+        }
         self.file
             .write_all_at(&buffer.bytes, buffer.written)
             .at(&self.path)?;
@@ -110,6 +117,16 @@ impl Store {
         buffer.bytes.clear();
         self.written.store(buffer.written, Ordering::Release);
         Ok(())
+    }
+
+    /// After a failed write: forgets the buffered bytes (they never reached
+    /// the file and never will), so the store is what the file holds.
+    /// Returns that length.
+    pub(crate) fn discard_unwritten(&self) -> u64 {
+        let mut buffer = self.lock();
+        buffer.bytes.clear();
+        self.size.store(buffer.written, Ordering::Release);
+        buffer.written
     }
 
     /// Hands buffered bytes to the OS.

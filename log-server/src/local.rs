@@ -65,8 +65,11 @@ impl LocalLog {
         &self.log
     }
 
+    /// The commit offset, never past the log's end: after a failed write
+    /// the log forgets records that never reached its file, and consumers
+    /// must not be told of them.
     fn commit_offset(&self) -> u64 {
-        *self.commit.borrow()
+        (*self.commit.borrow()).min(self.log.next_offset())
     }
 
     /// Consumers see the commit offset as the end of the log, also in the

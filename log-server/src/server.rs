@@ -46,7 +46,16 @@ pub async fn serve<L: CommitLog>(
     metrics: Option<MetricsRender>,
     access: Access,
 ) -> std::io::Result<()> {
-    serve_with_internal(listener, log, config, shutdown, metrics, access, Router::new()).await
+    serve_with_internal(
+        listener,
+        log,
+        config,
+        shutdown,
+        metrics,
+        access,
+        Router::new(),
+    )
+    .await
 }
 
 /// [`serve`] with `internal` routes on the same port, behind the same

@@ -281,3 +281,35 @@ fn acknowledged_appends_survive_losing_every_unsynced_byte() {
         );
     }
 }
+
+/// Goal: after a write fails (a full disk), the offsets the log reports are
+/// those of the records in the file, as a reopen finds them: no phantom
+/// offset for a record that was only buffered.
+/// Method: a 4 KiB write buffer and 3000-byte records: A is flushed when B
+/// is appended, B stays buffered; the flush that C's append forces fails.
+#[test]
+fn a_failed_write_leaves_no_phantom_offsets() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = Config {
+        fsync: FsyncPolicy::Never,
+        write_buffer_bytes: 4096,
+        ..Config::default()
+    };
+    let log = Log::open(dir.path(), config.clone()).expect("open");
+    let value = |c: u8| Record::new(vec![c; 3000]);
+    assert_eq!(log.append(&value(b'a')).expect("A"), 0);
+    assert_eq!(log.append(&value(b'b')).expect("B (buffered)"), 1);
+    testing::inject_write_failure(dir.path());
+    let failed = log.append(&value(b'c'));
+    assert!(matches!(failed, Err(Error::Io { .. })), "{failed:?}");
+    assert_eq!(log.next_offset(), 1, "only A reached the file");
+    assert!(matches!(
+        log.read(1),
+        Err(Error::OutOfRange { next: 1, .. })
+    ));
+    assert_eq!(log.read(0).expect("A").value, vec![b'a'; 3000]);
+    assert!(matches!(log.close(), Err(Error::Failed { .. })));
+    drop(log);
+    let reopened = Log::open(dir.path(), config).expect("reopen");
+    assert_eq!(reopened.next_offset(), 1, "what the failed log reported");
+}
