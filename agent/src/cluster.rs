@@ -18,6 +18,8 @@ const RAFT_TAG: &str = "raft";
 const RAFT_NEW: &str = "new";
 /// [`RAFT_TAG`] of a node with Raft state.
 const RAFT_MEMBER: &str = "member";
+/// [`RAFT_TAG`] of a node waiting for a leader to add it.
+const RAFT_JOINING: &str = "joining";
 /// The voters a Raft member started with (comma-separated ids), so a peer
 /// still waiting to bootstrap can join the same set.
 const VOTERS_TAG: &str = "voters";
@@ -34,12 +36,23 @@ pub fn load_keyring(config: &AgentConfig) -> Result<Option<Keyring>, discovery::
     }
 }
 
+/// How a node without Raft state starts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Start {
+    /// A new cluster with these voters.
+    Bootstrap(Vec<u64>),
+    /// Wait, empty, for the running cluster's leader to add this node.
+    Join,
+}
+
 /// The node's place in the cluster: its identity and, with gossip on, the
-/// discovery task.
+/// discovery task. Cheap to clone.
+#[derive(Clone)]
 pub struct Cluster {
     identity: NodeIdentity,
     name: String,
     rpc_addr: String,
+    join: Vec<String>,
     discovery: Option<Discovery>,
 }
 
@@ -68,6 +81,7 @@ impl Cluster {
             identity,
             name: config.node_name.clone(),
             rpc_addr,
+            join: config.cluster.join.clone(),
             discovery: None,
         };
         if !cluster.gossip_enabled() {
@@ -150,23 +164,26 @@ impl Cluster {
         })
     }
 
-    /// The first voters of a new cluster: waits until `expect` members
-    /// (this node included) are alive and none of them has Raft state yet,
-    /// then returns their ids, sorted, the same on every node. `None` when
-    /// `shutdown` came first.
+    /// How a node without Raft state starts: waits until every alive
+    /// member's Raft tag is known (so a seed that already runs a cluster is
+    /// seen before deciding), then either joins the cluster a member runs
+    /// (the leader adds it as a learner), or bootstraps once `expect`
+    /// members without Raft state are alive (this node included), all
+    /// with the same voters: their ids, sorted. `None` when `shutdown`
+    /// came first.
     ///
     /// # Errors
-    /// A member already has Raft state: this node would have to join an
-    /// existing cluster, which needs the leader to add it (not built yet).
+    /// Gossip stopped.
     pub async fn bootstrap_voters(
         &self,
         expect: usize,
         shutdown: &tokio_util::sync::CancellationToken,
-    ) -> anyhow::Result<Option<Vec<u64>>> {
+    ) -> anyhow::Result<Option<Start>> {
         let Some(discovery) = &self.discovery else {
             anyhow::ensure!(expect <= 1, "bootstrap_expect {expect} needs gossip");
-            return Ok(Some(vec![self.identity.id]));
+            return Ok(Some(Start::Bootstrap(vec![self.identity.id])));
         };
+        let seeded = !self.join.is_empty();
         discovery
             .set_tags(std::collections::BTreeMap::from([(
                 RAFT_TAG.to_owned(),
@@ -196,14 +213,33 @@ impl Cluster {
                     .unwrap_or_default();
                 if voters.len() == expect && voters.contains(&self.identity.id) {
                     tracing::info!(voters = ?voters, from = %member.name, "bootstrapping the Raft cluster a peer started");
-                    return Ok(Some(voters));
+                    return Ok(Some(Start::Bootstrap(voters)));
                 }
-                anyhow::bail!(
-                    "member {} already runs a replicated cluster; a node without Raft state \
-                     cannot join one yet (start every node of a new cluster together with \
-                     --bootstrap-expect, or keep the data directories)",
-                    member.name
+                tracing::info!(
+                    through = %member.name,
+                    "joining the running Raft cluster: waiting for its leader to add this node as a learner"
                 );
+                discovery
+                    .set_tags(std::collections::BTreeMap::from([(
+                        RAFT_TAG.to_owned(),
+                        RAFT_JOINING.to_owned(),
+                    )]))
+                    .await?;
+                return Ok(Some(Start::Join));
+            }
+            // With seeds, decide only once a peer is known and every alive
+            // member has said what it is: otherwise a node could bootstrap
+            // alone next to a cluster it has not heard of yet.
+            let undecided = alive
+                .iter()
+                .any(|m| !m.is_local && !m.meta.tags.contains_key(RAFT_TAG));
+            let alone = alive.iter().all(|m| m.is_local);
+            if undecided || (seeded && alone) {
+                tokio::select! {
+                    changed = members.changed() => changed?,
+                    () = shutdown.cancelled() => return Ok(None),
+                }
+                continue;
             }
             let mut new: Vec<u64> = alive
                 .iter()
@@ -213,7 +249,7 @@ impl Cluster {
             new.sort_unstable();
             if new.len() == expect {
                 tracing::info!(voters = ?new, "bootstrapping the Raft cluster");
-                return Ok(Some(new));
+                return Ok(Some(Start::Bootstrap(new)));
             }
             if new.len() != last_seen {
                 last_seen = new.len();
@@ -250,6 +286,21 @@ impl Cluster {
                 tracing::warn!(error = %e, "could not spread the raft tag");
             }
         }
+    }
+
+    /// Node ids of alive members waiting for a leader to add them.
+    pub fn joining_members(&self) -> Vec<u64> {
+        self.discovery.as_ref().map_or_else(Vec::new, |discovery| {
+            discovery
+                .members()
+                .into_iter()
+                .filter(|m| {
+                    m.state.is_active()
+                        && m.meta.tags.get(RAFT_TAG).map(String::as_str) == Some(RAFT_JOINING)
+                })
+                .map(|m| m.id)
+                .collect()
+        })
     }
 
     /// The server list for `GetServers`.

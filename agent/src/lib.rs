@@ -14,6 +14,7 @@ pub mod cluster;
 pub mod cluster_config;
 pub mod config;
 pub mod flags;
+pub mod membership;
 pub mod metrics;
 pub mod node;
 pub mod raft_transport;

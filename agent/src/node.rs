@@ -18,7 +18,7 @@ use anyhow::Context as _;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::cluster::Cluster;
+use crate::cluster::{Cluster, Start};
 use crate::config::AgentConfig;
 use crate::security::Security;
 use crate::telemetry::Telemetry;
@@ -182,20 +182,21 @@ pub async fn run_until(
 
     if !storage.is_initialized() {
         let expect = config.cluster.bootstrap_expect as usize;
-        let Some(voters) = cluster.bootstrap_voters(expect, &shutdown).await? else {
-            tracing::info!("shut down while waiting to bootstrap");
-            return close_log(&log).await;
-        };
-        storage.bootstrap(&voters)?;
+        match cluster.bootstrap_voters(expect, &shutdown).await? {
+            None => {
+                tracing::info!("shut down while waiting to bootstrap");
+                return close_log(&log).await;
+            }
+            Some(Start::Bootstrap(voters)) => storage.bootstrap(&voters)?,
+            // Empty: the leader adds this node as a learner, then a voter.
+            Some(Start::Join) => {}
+        }
     } else {
         tracing::info!(
             voters = ?storage.conf_state().get_voters(),
             "raft state found; rejoining (never bootstrapping again)"
         );
     }
-    cluster
-        .mark_raft_member(storage.conf_state().get_voters())
-        .await;
     let (inbox, inbox_receiver) = tokio::sync::mpsc::channel(RAFT_INBOX_MESSAGES);
     let transport =
         crate::raft_transport::GrpcTransport::new(cluster.node_id(), cluster.rpc_addrs());
@@ -205,6 +206,11 @@ pub async fn run_until(
         transport,
         inbox_receiver,
     )?;
+    tokio::spawn(crate::membership::manage(
+        replica.clone(),
+        cluster.clone(),
+        shutdown.clone(),
+    ));
     let commit_log = Arc::new(crate::replicated_log::ReplicatedLog::new(
         replica.clone(),
         storage,

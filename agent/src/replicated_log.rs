@@ -267,8 +267,11 @@ impl CommitLog for ReplicatedLog {
             .collect()
     }
 
+    /// Ready once a leader is known and this node has applied everything
+    /// it knows to be committed: a node that starts far behind is not
+    /// ready until it caught up.
     fn is_ready(&self) -> bool {
         let status = self.status();
-        status.leader.is_some() && !status.failed
+        status.leader.is_some() && !status.failed && status.applied_index >= status.commit_index
     }
 }

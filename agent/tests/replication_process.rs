@@ -364,3 +364,92 @@ fn reqwest_get(url: &str) -> String {
             .expect("body")
     })
 }
+
+#[test]
+fn a_single_node_grows_to_three_and_then_survives_losing_the_first() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let names = ["n1", "n2", "n3"];
+    let gossip: Vec<String> = names.iter().map(|_| free_udp_addr()).collect();
+    // n1 alone: a one-voter cluster (no seeds).
+    let mut n1 = Node::spawn(
+        &dir.path().join("n1"),
+        &[
+            "--node-name",
+            "n1",
+            "--gossip-addr",
+            &gossip[0],
+            "--bootstrap-expect",
+            "1",
+        ],
+        &GOSSIP_ENV,
+    );
+    n1.wait_listening();
+    n1.wait_for("bootstrapping the Raft cluster");
+    agreed_leader(&[n1.addr.as_str()]);
+    let mut acked: Vec<(u64, String)> = Vec::new();
+    for i in 0..5 {
+        let value = format!("g{i}");
+        acked.push((produce(&n1.addr, &value).expect("produce"), base64(&value)));
+    }
+    // n2 and n3 join through n1: learners first, voters once caught up.
+    let mut joined = Vec::new();
+    for i in 1..3 {
+        let mut node = Node::spawn(
+            &dir.path().join(names[i]),
+            &[
+                "--node-name",
+                names[i],
+                "--gossip-addr",
+                &gossip[i],
+                "--join",
+                &gossip[0],
+                "--bootstrap-expect",
+                "1",
+            ],
+            &GOSSIP_ENV,
+        );
+        node.wait_listening();
+        node.wait_for("joining the running Raft cluster: waiting for its leader to add this node as a learner");
+        assert_eq!(
+            wait_for_records(&node.addr, acked.len()),
+            acked,
+            "{} caught up",
+            names[i]
+        );
+        joined.push(node);
+    }
+    // Three voters: without n1 the other two still have a majority.
+    let deadline = Instant::now() + FAILOVER_TIMEOUT;
+    while !reqwest_get(&format!("http://{}/metrics", n1.addr)).contains("proglog_raft_voters 3") {
+        assert!(
+            Instant::now() < deadline,
+            "n2 and n3 were not promoted to voters"
+        );
+        std::thread::sleep(POLL_INTERVAL);
+    }
+    let value = "before-kill".to_owned();
+    acked.push((
+        produce(&joined[0].addr, &value).expect("produce"),
+        base64(&value),
+    ));
+    drop(n1);
+    let survivors: Vec<&str> = joined.iter().map(|n| n.addr.as_str()).collect();
+    let value = "after-kill".to_owned();
+    let deadline = Instant::now() + FAILOVER_TIMEOUT;
+    let offset = loop {
+        match produce(survivors[0], &value) {
+            Ok(offset) => break offset,
+            Err(e) => {
+                assert!(
+                    Instant::now() < deadline,
+                    "the grown cluster lost its majority: {e}"
+                );
+                std::thread::sleep(POLL_INTERVAL);
+            }
+        }
+    };
+    acked.push((offset, base64(&value)));
+    for addr in &survivors {
+        assert_eq!(wait_for_records(addr, acked.len()), acked, "{addr}");
+    }
+}

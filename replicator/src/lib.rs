@@ -28,6 +28,6 @@ pub mod transport;
 
 pub use config::Config;
 pub use error::{Error, Result};
-pub use replica::{Replica, Role, Status};
+pub use replica::{MembershipChange, PeerProgress, Replica, Role, Status};
 pub use storage::LogStorage;
 pub use transport::{MemoryRouter, MemoryTransport, Transport};

@@ -18,7 +18,9 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use protobuf::Message as _;
-use raft::prelude::{ConfChange, ConfChangeV2, Entry, EntryType, Message, MessageType};
+use raft::prelude::{
+    ConfChange, ConfChangeType, ConfChangeV2, Entry, EntryType, Message, MessageType,
+};
 use raft::{RawNode, StateRole};
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
@@ -87,7 +89,34 @@ enum Command {
     },
     Campaign,
     TransferLeadership(oneshot::Sender<Option<u64>>),
+    ChangeMembership {
+        change: MembershipChange,
+        reply: oneshot::Sender<Result<()>>,
+    },
+    Progress(oneshot::Sender<Vec<PeerProgress>>),
     Stop(oneshot::Sender<()>),
+}
+
+/// One change of the voter set, proposed by the leader.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MembershipChange {
+    /// Add a node as a learner: it receives the log but does not vote.
+    AddLearner(u64),
+    /// Make a learner (or a new node) a voter.
+    Promote(u64),
+    /// Remove a node from the voters and learners.
+    Remove(u64),
+}
+
+/// How far one peer has replicated, as the leader tracks it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PeerProgress {
+    /// The peer's node id.
+    pub id: u64,
+    /// The highest index known to be in its log.
+    pub matched: u64,
+    /// Whether it is a learner (not a voter).
+    pub learner: bool,
 }
 
 /// A handle to a running replica; cheap to clone.
@@ -96,6 +125,7 @@ pub struct Replica {
     commands: mpsc::Sender<Command>,
     status: watch::Receiver<Status>,
     storage_log: std::sync::Arc<log_core::Log>,
+    storage: LogStorage,
 }
 
 impl std::fmt::Debug for Command {
@@ -104,6 +134,8 @@ impl std::fmt::Debug for Command {
             Self::Propose { .. } => "Propose",
             Self::Campaign => "Campaign",
             Self::TransferLeadership(_) => "TransferLeadership",
+            Self::ChangeMembership { .. } => "ChangeMembership",
+            Self::Progress(_) => "Progress",
             Self::Stop(_) => "Stop",
         })
     }
@@ -137,9 +169,16 @@ impl Replica {
             last_index: raw.raft.raft_log.last_index(),
             failed: false,
         };
+        let mut raw = raw;
+        let voters = storage.conf_state();
+        if voters.get_voters() == [config.id] {
+            // A one-voter cluster need not wait an election timeout.
+            raw.campaign()?;
+        }
         let (status_sender, status_receiver) = watch::channel(status);
         let (commands, command_receiver) = mpsc::channel(COMMAND_QUEUE);
         let storage_log = storage.log();
+        let storage_handle = storage.clone();
         let driver = Driver {
             raw,
             storage,
@@ -157,6 +196,7 @@ impl Replica {
                 commands,
                 status: status_receiver,
                 storage_log,
+                storage: storage_handle,
             },
             task,
         ))
@@ -208,12 +248,42 @@ impl Replica {
         matches!(moved, Ok(Ok(_))).then_some(target)
     }
 
+    /// Proposes one change of the voter set (leader only); returns once it
+    /// is proposed. The change takes effect when it is applied: watch
+    /// [`LogStorage::conf_state`](crate::LogStorage::conf_state).
+    ///
+    /// # Errors
+    /// [`Error::NotLeader`], [`Error::Dropped`] (another change is still
+    /// pending, or leadership is moving), [`Error::Stopped`].
+    pub async fn change_membership(&self, change: MembershipChange) -> Result<()> {
+        let (reply, answer) = oneshot::channel();
+        self.commands
+            .send(Command::ChangeMembership { change, reply })
+            .await
+            .map_err(|_| Error::Stopped)?;
+        answer.await.map_err(|_| Error::Stopped)?
+    }
+
+    /// The leader's view of each peer's replication (empty elsewhere).
+    pub async fn progress(&self) -> Vec<PeerProgress> {
+        let (reply, answer) = oneshot::channel();
+        if self.commands.send(Command::Progress(reply)).await.is_err() {
+            return Vec::new();
+        }
+        answer.await.unwrap_or_default()
+    }
+
     /// Stops the task after persisting the commit index.
     pub async fn stop(&self) {
         let (reply, done) = oneshot::channel();
         if self.commands.send(Command::Stop(reply)).await.is_ok() {
             let _stopped = done.await;
         }
+    }
+
+    /// The voters and learners as of the newest applied change.
+    pub fn conf_state(&self) -> raft::prelude::ConfState {
+        self.storage.conf_state()
     }
 
     /// The replica's status, updated after every Ready.
@@ -327,7 +397,49 @@ impl<T: Transport> Driver<T> {
                 }
                 let _gone = reply.send(target);
             }
+            Command::ChangeMembership { change, reply } => {
+                let _gone = reply.send(self.change_membership(change));
+            }
+            Command::Progress(reply) => {
+                let raft = &self.raw.raft;
+                let learners = self.storage.conf_state();
+                let progress = if raft.state == StateRole::Leader {
+                    raft.prs()
+                        .iter()
+                        .map(|(id, progress)| PeerProgress {
+                            id: *id,
+                            matched: progress.matched,
+                            learner: learners.get_learners().contains(id),
+                        })
+                        .collect()
+                } else {
+                    Vec::new()
+                };
+                let _gone = reply.send(progress);
+            }
             Command::Stop(_) => {}
+        }
+    }
+
+    fn change_membership(&mut self, change: MembershipChange) -> Result<()> {
+        let raft = &self.raw.raft;
+        if raft.state != StateRole::Leader {
+            let leader = (raft.leader_id != 0).then_some(raft.leader_id);
+            return Err(Error::NotLeader { leader });
+        }
+        let (kind, node) = match change {
+            MembershipChange::AddLearner(id) => (ConfChangeType::AddLearnerNode, id),
+            MembershipChange::Promote(id) => (ConfChangeType::AddNode, id),
+            MembershipChange::Remove(id) => (ConfChangeType::RemoveNode, id),
+        };
+        let mut conf_change = ConfChange::default();
+        conf_change.set_change_type(kind);
+        conf_change.set_node_id(node);
+        tracing::info!(?change, "proposing a membership change");
+        match self.raw.propose_conf_change(Vec::new(), conf_change) {
+            Ok(()) => Ok(()),
+            Err(raft::Error::ProposalDropped) => Err(Error::Dropped),
+            Err(e) => Err(Error::Raft(e)),
         }
     }
 
@@ -482,6 +594,11 @@ impl<T: Transport> Driver<T> {
                     let change = ConfChange::parse_from_bytes(entry.get_data())
                         .map_err(|e| Error::Raft(raft::Error::CodecError(e)))?;
                     let conf_state = self.raw.apply_conf_change(&change)?;
+                    tracing::info!(
+                        voters = ?conf_state.get_voters(),
+                        learners = ?conf_state.get_learners(),
+                        "membership changed"
+                    );
                     self.storage.set_conf_state(&conf_state)?;
                 }
                 EntryType::EntryConfChangeV2 => {

@@ -8,6 +8,8 @@
 //! snapshot index, snapshot term       u64 LE each
 //! conf state length                   u32 LE
 //! conf state                          raft's ConfState, protobuf
+//! snapshot conf state length          u32 LE
+//! snapshot conf state                 ConfState as of the snapshot index
 //! crc32c of every byte above          u32 LE
 //! ```
 
@@ -21,7 +23,7 @@ use raft::prelude::{ConfState, HardState};
 use crate::error::{Error, Result};
 
 const MAGIC: [u8; 8] = *b"PLRAFT\x00\x01";
-const FIXED_BYTES: usize = MAGIC.len() + 5 * 8 + 4;
+const FIXED_BYTES: usize = MAGIC.len() + 5 * 8 + 4 + 4;
 
 /// What the state file holds.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -34,12 +36,19 @@ pub struct RaftMeta {
     pub snapshot_index: u64,
     /// The term of `snapshot_index`.
     pub snapshot_term: u64,
+    /// Voters and learners as of `snapshot_index` (what a snapshot sent to
+    /// a new follower must carry; later changes it replays from the log).
+    pub snapshot_conf_state: ConfState,
 }
 
 impl RaftMeta {
     fn encode(&self) -> Vec<u8> {
         let conf = self.conf_state.write_to_bytes().unwrap_or_default();
-        let mut bytes = Vec::with_capacity(FIXED_BYTES + conf.len() + 4);
+        let snapshot_conf = self
+            .snapshot_conf_state
+            .write_to_bytes()
+            .unwrap_or_default();
+        let mut bytes = Vec::with_capacity(FIXED_BYTES + conf.len() + snapshot_conf.len() + 8);
         bytes.extend_from_slice(&MAGIC);
         for value in [
             self.hard_state.get_term(),
@@ -52,6 +61,8 @@ impl RaftMeta {
         }
         bytes.extend_from_slice(&(conf.len() as u32).to_le_bytes());
         bytes.extend_from_slice(&conf);
+        bytes.extend_from_slice(&(snapshot_conf.len() as u32).to_le_bytes());
+        bytes.extend_from_slice(&snapshot_conf);
         let crc = crc32c::crc32c(&bytes);
         bytes.extend_from_slice(&crc.to_le_bytes());
         bytes
@@ -76,15 +87,14 @@ impl RaftMeta {
             u64::from_le_bytes(value)
         };
         let conf_at = MAGIC.len() + 5 * 8;
-        let mut length = [0_u8; 4];
-        length.copy_from_slice(&body[conf_at..conf_at + 4]);
-        let length = u32::from_le_bytes(length) as usize;
-        let conf = body
-            .get(conf_at + 4..)
-            .filter(|conf| conf.len() == length)
-            .ok_or("conf state length does not match the file")?;
-        let conf_state =
-            ConfState::parse_from_bytes(conf).map_err(|e| format!("conf state: {e}"))?;
+        let (conf_state, rest) = conf_state_at(&body[conf_at..])?;
+        let (snapshot_conf_state, rest) = conf_state_at(rest)?;
+        if !rest.is_empty() {
+            return Err(format!(
+                "{} unexpected bytes after the conf states",
+                rest.len()
+            ));
+        }
         let mut hard_state = HardState::default();
         hard_state.set_term(word(0));
         hard_state.set_vote(word(1));
@@ -94,8 +104,23 @@ impl RaftMeta {
             conf_state,
             snapshot_index: word(3),
             snapshot_term: word(4),
+            snapshot_conf_state,
         })
     }
+}
+
+/// A length-prefixed conf state at the start of `bytes`, and what follows.
+fn conf_state_at(bytes: &[u8]) -> Result<(ConfState, &[u8]), String> {
+    let length: [u8; 4] = bytes
+        .get(..4)
+        .and_then(|b| b.try_into().ok())
+        .ok_or("conf state length missing")?;
+    let length = u32::from_le_bytes(length) as usize;
+    let conf = bytes
+        .get(4..4 + length)
+        .ok_or("conf state longer than the file")?;
+    let conf_state = ConfState::parse_from_bytes(conf).map_err(|e| format!("conf state: {e}"))?;
+    Ok((conf_state, &bytes[4 + length..]))
 }
 
 /// The state file of one replica.
@@ -168,6 +193,7 @@ mod tests {
         meta.conf_state = ConfState::from((vec![1, 2, 3], vec![4]));
         meta.snapshot_index = 9;
         meta.snapshot_term = 3;
+        meta.snapshot_conf_state = ConfState::from((vec![1, 2], Vec::<u64>::new()));
         meta
     }
 

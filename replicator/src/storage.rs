@@ -13,12 +13,15 @@ use std::path::Path;
 use std::sync::{Arc, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use log_core::Log;
-use raft::prelude::{ConfState, Entry, HardState, Snapshot};
+use raft::prelude::{ConfChange, ConfChangeType, ConfState, Entry, EntryType, HardState, Snapshot};
 use raft::{GetEntriesContext, RaftState, StorageError};
 
 use crate::entry;
 use crate::error::{Error, Result};
 use crate::state_file::{RaftMeta, StateFile};
+
+/// The term of a new cluster's first entries (its voters).
+const BOOTSTRAP_TERM: u64 = 1;
 
 /// Records read at once while rebuilding the term cache on open.
 const OPEN_READ_RECORDS: u64 = 4096;
@@ -47,6 +50,18 @@ impl Inner {
 
     fn last_index(&self) -> u64 {
         self.meta.snapshot_index + self.terms.len() as u64
+    }
+}
+
+impl std::fmt::Debug for LogStorage {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let inner = self.read();
+        formatter
+            .debug_struct("LogStorage")
+            .field("dir", &inner.log.dir())
+            .field("first_index", &inner.first_index())
+            .field("last_index", &inner.last_index())
+            .finish_non_exhaustive()
     }
 }
 
@@ -151,8 +166,45 @@ impl LogStorage {
             });
         }
         let mut inner = self.write();
+        if inner.log.highest_offset().is_some() {
+            return Err(Error::StateFile {
+                path: inner.state_path(),
+                reason: "the log holds entries but there is no Raft state; refusing to bootstrap over them".into(),
+            });
+        }
+        // The first voters are written as the first entries, one AddNode
+        // per voter at term 1, identical on every node: a node added later
+        // replays them from the log and so learns the voters it could not
+        // learn otherwise. They count as committed and applied.
+        let entries: Vec<Entry> = voters
+            .iter()
+            .zip(1..)
+            .map(|(&voter, index)| {
+                let mut change = ConfChange::default();
+                change.set_change_type(ConfChangeType::AddNode);
+                change.set_node_id(voter);
+                let mut entry = Entry::default();
+                entry.set_entry_type(EntryType::EntryConfChange);
+                entry.set_index(index);
+                entry.set_term(BOOTSTRAP_TERM);
+                entry.set_data(
+                    protobuf::Message::write_to_bytes(&change)
+                        .unwrap_or_default()
+                        .into(),
+                );
+                entry
+            })
+            .collect();
+        let records: Vec<_> = entries.iter().map(entry::to_record).collect();
+        inner.log.append_batch_at(1, &records)?;
+        inner.log.sync()?;
+        inner.terms.extend(entries.iter().map(Entry::get_term));
+        inner.internal.extend(entries.iter().map(Entry::get_index));
         inner.meta.conf_state = ConfState::from((voters.to_vec(), Vec::<u64>::new()));
-        inner.state.store(&inner.meta)
+        inner.meta.hard_state.set_term(BOOTSTRAP_TERM);
+        inner.meta.hard_state.set_commit(entries.len() as u64);
+        inner.state.store(&inner.meta)?;
+        Ok(())
     }
 
     /// Appends entries from a Ready, first cutting any conflicting suffix
@@ -265,6 +317,7 @@ impl LogStorage {
         inner.meta.snapshot_index = metadata.get_index();
         inner.meta.snapshot_term = metadata.get_term();
         inner.meta.conf_state = metadata.get_conf_state().clone();
+        inner.meta.snapshot_conf_state = metadata.get_conf_state().clone();
         let commit = inner.meta.hard_state.get_commit().max(metadata.get_index());
         inner.meta.hard_state.set_commit(commit);
         inner.state.store(&inner.meta)?;
@@ -403,7 +456,7 @@ impl raft::Storage for LogStorage {
         let metadata = snapshot.mut_metadata();
         metadata.set_index(inner.meta.snapshot_index);
         metadata.set_term(inner.meta.snapshot_term);
-        metadata.set_conf_state(inner.meta.conf_state.clone());
+        metadata.set_conf_state(inner.meta.snapshot_conf_state.clone());
         Ok(snapshot)
     }
 }

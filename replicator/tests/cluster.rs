@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use log_core::RecordKind;
-use replicator::{Config, Error, LogStorage, MemoryRouter, Replica, Role};
+use replicator::{Config, Error, LogStorage, MembershipChange, MemoryRouter, Replica, Role};
 use tokio::task::JoinHandle;
 
 /// Virtual time a cluster gets to elect a leader: a few election timeouts
@@ -54,13 +54,19 @@ impl Cluster {
     }
 
     fn start(&mut self, id: u64) {
+        self.start_with(id, true);
+    }
+
+    /// Starts replica `id`; a new one bootstraps with the cluster's ids
+    /// when `bootstrap`, or else waits empty for a leader to add it.
+    fn start_with(&mut self, id: u64, bootstrap: bool) {
         let config = log_core::Config {
             fsync: log_core::FsyncPolicy::Never,
             ..log_core::Config::default()
         };
         let storage =
             LogStorage::open(&self.dir.path().join(id.to_string()), config).expect("open storage");
-        if !storage.is_initialized() {
+        if bootstrap && !storage.is_initialized() {
             storage.bootstrap(&self.ids).expect("bootstrap");
         }
         let (transport, inbox) = self.router.join(id);
@@ -397,4 +403,71 @@ async fn the_checker_catches_a_lost_record() {
     // And divergence.
     committed.values_mut().next().expect("a replica").1[0].1 += 1;
     assert!(check(&history, &committed).is_err());
+}
+
+/// Waits until the leader's conf state (as `replica` persisted it) passes
+/// `check`.
+async fn wait_for_conf(replica: &Replica, what: &str, check: impl Fn(&[u64], &[u64]) -> bool) {
+    let deadline = tokio::time::Instant::now() + CATCH_UP_BOUND;
+    loop {
+        let conf = replica.conf_state();
+        if check(conf.get_voters(), conf.get_learners()) {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "conf state never had {what}: {conf:?}"
+        );
+        tokio::time::sleep(POLL).await;
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_single_node_grows_to_three_through_learners_and_survives_losing_the_first() {
+    let mut cluster = Cluster::new(1);
+    let first = cluster.leader(&[1]).await;
+    assert_eq!(first, 1);
+    let mut history = History::default();
+    for i in 0..10 {
+        propose_acked(cluster.replica(1), vec![value("alone", i)]).await;
+        history.acked.push(value("alone", i));
+    }
+    for new in [2, 3] {
+        cluster.ids.push(new);
+        cluster.start_with(new, false);
+        let leader = cluster.replica(1).clone();
+        leader
+            .change_membership(MembershipChange::AddLearner(new))
+            .await
+            .expect("add learner");
+        wait_for_conf(&leader, "the learner", |_, learners| {
+            learners.contains(&new)
+        })
+        .await;
+        // Caught up: the learner has what the leader committed.
+        let commit = leader.status().borrow().commit_index;
+        cluster.caught_up(commit).await;
+        let progress = leader.progress().await;
+        assert!(
+            progress
+                .iter()
+                .any(|p| p.id == new && p.learner && p.matched >= commit),
+            "{progress:?}"
+        );
+        leader
+            .change_membership(MembershipChange::Promote(new))
+            .await
+            .expect("promote");
+        wait_for_conf(&leader, "the new voter", |voters, _| voters.contains(&new)).await;
+    }
+    let last = propose_acked(cluster.replica(1), vec![value("three", 0)]).await;
+    history.acked.push(value("three", 0));
+    cluster.caught_up(last).await;
+    // Three voters now: losing the first node keeps a majority.
+    cluster.kill(1).await;
+    let leader = cluster.leader(&[2, 3]).await;
+    let last = propose_acked(cluster.replica(leader), vec![value("after", 0)]).await;
+    history.acked.push(value("after", 0));
+    cluster.caught_up(last).await;
+    check(&history, &cluster.committed()).expect("safety");
 }
