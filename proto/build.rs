@@ -5,7 +5,11 @@
 use std::path::PathBuf;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let protos = ["proglog/v1/log.proto", "proglog/v1/raft.proto"];
+    let protos = [
+        "proglog/v1/log.proto",
+        "proglog/v1/raft.proto",
+        "proglog/v1/cluster.proto",
+    ];
     for proto in protos {
         println!("cargo:rerun-if-changed={proto}");
     }

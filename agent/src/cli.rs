@@ -37,6 +37,8 @@ pub enum Command {
     Info(crate::client::InfoArgs),
     /// List the servers of the cluster.
     Servers(crate::client::InfoArgs),
+    /// Operate a replicated cluster: status, transfer-leader, remove.
+    Cluster(crate::cluster_cli::ClusterArgs),
     /// Create a CA and issue node and client certificates (PEM, keys 0600).
     Cert(crate::cert::CertArgs),
     /// Load a running server: produce N records over C streams, then consume
@@ -86,6 +88,7 @@ pub fn main() -> ExitCode {
         Command::Consume(args) => block_on(crate::client::consume(args)),
         Command::Info(args) => block_on(crate::client::info(args)),
         Command::Servers(args) => block_on(crate::client::servers(args)),
+        Command::Cluster(args) => block_on(crate::cluster_cli::run(args)),
         Command::Bench(args) => block_on(crate::bench::run(args)),
         Command::Cert(args) => crate::cert::run(args),
     };

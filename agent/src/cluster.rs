@@ -288,6 +288,32 @@ impl Cluster {
         }
     }
 
+    /// The id of the member named `name`, if gossip knows one.
+    pub fn member_id(&self, name: &str) -> Option<u64> {
+        if name == self.name {
+            return Some(self.identity.id);
+        }
+        let discovery = self.discovery.as_ref()?;
+        discovery
+            .members()
+            .into_iter()
+            .find(|m| m.name == name)
+            .map(|m| m.id)
+    }
+
+    /// The name of member `id`, if known.
+    pub fn member_name(&self, id: u64) -> Option<String> {
+        if id == self.identity.id {
+            return Some(self.name.clone());
+        }
+        let discovery = self.discovery.as_ref()?;
+        discovery
+            .members()
+            .into_iter()
+            .find(|m| m.id == id)
+            .map(|m| m.name)
+    }
+
     /// Node ids of alive members waiting for a leader to add them.
     pub fn joining_members(&self) -> Vec<u64> {
         self.discovery.as_ref().map_or_else(Vec::new, |discovery| {

@@ -226,10 +226,13 @@ pub async fn run_until(
         handle,
         shutdown,
     };
+    let internal = crate::raft_transport::RaftService::router(inbox).merge(
+        crate::cluster_service::ClusterService::router(replica.clone(), cluster.clone()),
+    );
     node.serve(
         listener,
         commit_log,
-        crate::raft_transport::RaftService::router(inbox),
+        internal,
         Some((replica, driver)),
         &addr,
     )

@@ -453,3 +453,61 @@ fn a_single_node_grows_to_three_and_then_survives_losing_the_first() {
         assert_eq!(wait_for_records(addr, acked.len()), acked, "{addr}");
     }
 }
+
+fn cluster_status(addr: &str) -> serde_json::Value {
+    let output = proglog(&["cluster", "status", "--json", "--addr", addr]);
+    assert!(output.status.success(), "cluster status: {output:?}");
+    serde_json::from_slice(&output.stdout).expect("json")
+}
+
+#[test]
+fn cluster_commands_show_status_transfer_leadership_and_remove_a_voter() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let names = ["n1", "n2", "n3"];
+    let gossip: Vec<String> = names.iter().map(|_| free_udp_addr()).collect();
+    let mut nodes: Vec<Node> = (0..3)
+        .map(|i| {
+            let seeds = format!("{},{}", gossip[(i + 1) % 3], gossip[(i + 2) % 3]);
+            spawn(dir.path(), names[i], &gossip[i], &seeds)
+        })
+        .collect();
+    for node in &mut nodes {
+        node.wait_listening();
+    }
+    let addrs: Vec<&str> = nodes.iter().map(|n| n.addr.as_str()).collect();
+    let leader = agreed_leader(&addrs);
+    produce(addrs[0], "x").expect("produce");
+
+    let status = cluster_status(addrs[1]);
+    let peers = status["peers"].as_array().expect("peers");
+    assert_eq!(peers.len(), 3, "{status}");
+    assert!(peers.iter().all(|p| p["membership"] == "voter"), "{status}");
+    assert!(status["commitIndex"].as_u64() >= Some(1), "{status}");
+
+    // Hand leadership to a chosen follower, asking through any node.
+    let target = names.iter().find(|n| **n != leader).expect("a follower");
+    let output = proglog(&["cluster", "transfer-leader", target, "--addr", addrs[2]]);
+    assert!(output.status.success(), "transfer: {output:?}");
+    assert_eq!(agreed_leader(&addrs), *target);
+
+    // Remove the third node: two voters remain and still take writes.
+    let removed = names.iter().find(|n| **n != *target).expect("another node");
+    let output = proglog(&["cluster", "remove", removed, "--addr", addrs[0]]);
+    assert!(output.status.success(), "remove: {output:?}");
+    let index = names.iter().position(|n| n == removed).expect("index");
+    let remaining: Vec<&str> = (0..3).filter(|i| *i != index).map(|i| addrs[i]).collect();
+    let status = cluster_status(remaining[0]);
+    assert_eq!(
+        status["peers"].as_array().map(Vec::len),
+        Some(2),
+        "{status}"
+    );
+    produce(remaining[1], "y").expect("produce after removal");
+    // The leader itself cannot be removed; it must transfer first.
+    let output = proglog(&["cluster", "remove", target, "--addr", remaining[0]]);
+    assert!(!output.status.success());
+    assert!(
+        String::from_utf8_lossy(&output.stderr).contains("transfer leadership first"),
+        "{output:?}"
+    );
+}

@@ -88,7 +88,10 @@ enum Command {
         reply: oneshot::Sender<Result<u64>>,
     },
     Campaign,
-    TransferLeadership(oneshot::Sender<Option<u64>>),
+    TransferLeadership {
+        to: Option<u64>,
+        reply: oneshot::Sender<Option<u64>>,
+    },
     ChangeMembership {
         change: MembershipChange,
         reply: oneshot::Sender<Result<()>>,
@@ -133,7 +136,7 @@ impl std::fmt::Debug for Command {
         formatter.write_str(match self {
             Self::Propose { .. } => "Propose",
             Self::Campaign => "Campaign",
-            Self::TransferLeadership(_) => "TransferLeadership",
+            Self::TransferLeadership { .. } => "TransferLeadership",
             Self::ChangeMembership { .. } => "ChangeMembership",
             Self::Progress(_) => "Progress",
             Self::Stop(_) => "Stop",
@@ -237,9 +240,15 @@ impl Replica {
     /// costs no election timeout. Returns the node it handed over to.
     /// Proposals meanwhile are answered [`Error::Dropped`] by raft.
     pub async fn transfer_leadership(&self, bound: Duration) -> Option<u64> {
+        self.transfer_leadership_to(None, bound).await
+    }
+
+    /// As [`transfer_leadership`](Self::transfer_leadership), to voter `to`
+    /// when given.
+    pub async fn transfer_leadership_to(&self, to: Option<u64>, bound: Duration) -> Option<u64> {
         let (reply, answer) = oneshot::channel();
         self.commands
-            .send(Command::TransferLeadership(reply))
+            .send(Command::TransferLeadership { to, reply })
             .await
             .ok()?;
         let target = answer.await.ok().flatten()?;
@@ -389,8 +398,15 @@ impl<T: Transport> Driver<T> {
                     tracing::warn!(error = %e, "campaign refused");
                 }
             }
-            Command::TransferLeadership(reply) => {
-                let target = self.transfer_target();
+            Command::TransferLeadership { to, reply } => {
+                let voters = self.storage.conf_state();
+                let target = match to {
+                    Some(to) if to != self.raw.raft.id && voters.get_voters().contains(&to) => {
+                        (self.raw.raft.state == StateRole::Leader).then_some(to)
+                    }
+                    Some(_) => None,
+                    None => self.transfer_target(),
+                };
                 if let Some(target) = target {
                     tracing::info!(to = target, "transferring leadership before stopping");
                     self.raw.transfer_leader(target);
