@@ -139,7 +139,7 @@ pub fn run(args: CertArgs) -> anyhow::Result<()> {
         } => {
             let ca = load_ca(&issuer)?;
             let files = ca.issue_node(
-                &format!("node-{name}"),
+                &format!("{NODE_CN_PREFIX}{name}"),
                 &dns_names,
                 &ip_addresses,
                 Validity::days_from_now(issuer.days),
@@ -148,6 +148,7 @@ pub fn run(args: CertArgs) -> anyhow::Result<()> {
             (Some((files, output.force)), cert, key)
         }
         CertCommand::Client { cn, issuer, output } => {
+            check_client_cn(&cn)?;
             let ca = load_ca(&issuer)?;
             let files = ca.issue_client(&cn, Validity::days_from_now(issuer.days))?;
             let (cert, key) = paths(&output, &cn)?;
@@ -161,6 +162,23 @@ pub fn run(args: CertArgs) -> anyhow::Result<()> {
     println!("{}", key_path.display());
     Ok(())
 }
+
+/// Node certificates are named `node-<name>` and the default policy lets
+/// `node-*` replicate; a client certificate with such a name would be a
+/// node's identity issued by mistake.
+fn check_client_cn(cn: &str) -> anyhow::Result<()> {
+    if cn.starts_with(NODE_CN_PREFIX) {
+        anyhow::bail!(
+            "a client certificate must not be named {NODE_CN_PREFIX}* ({cn:?}): that name is a \
+             node's, which the default policy lets replicate; issue node certificates with \
+             `proglog cert node --name <name>`"
+        );
+    }
+    Ok(())
+}
+
+/// The CN prefix of node certificates.
+const NODE_CN_PREFIX: &str = "node-";
 
 /// Writes a fresh gossip key file readable by its owner only.
 fn write_gossip_key(path: &Path, force: bool) -> anyhow::Result<()> {
@@ -189,4 +207,17 @@ fn write_gossip_key(path: &Path, force: bool) -> anyhow::Result<()> {
         .with_context(|| format!("writing {}", path.display()))?;
     println!("{}", path.display());
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn client_certificates_are_never_named_like_nodes() {
+        let error = check_client_cn("node-evil").expect_err("a node's name");
+        assert!(error.to_string().contains("node-*"), "{error}");
+        check_client_cn("reader").expect("a client name");
+        check_client_cn("nodes-team").expect("only the node- prefix is a node's");
+    }
 }

@@ -5,6 +5,8 @@
 //! `CODE: message` (see [`status_error`]), so a script can tell an
 //! `OUT_OF_RANGE` from an `UNAVAILABLE` without parsing the rest.
 
+mod connector;
+
 use std::io::{self, Write};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -15,7 +17,6 @@ use base64::Engine as _;
 use bytes::Bytes;
 use clap::{Args, ValueEnum};
 use futures_util::FutureExt as _;
-use hyper_util::rt::TokioIo;
 use opentelemetry::trace::{SpanId, TraceId};
 use opentelemetry_sdk::trace::{IdGenerator as _, RandomIdGenerator};
 use proto::v1::log_client::LogClient;
@@ -24,7 +25,6 @@ use proto::v1::{
     ProduceRequest, Record,
 };
 use serde::Serialize;
-use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot};
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::metadata::{Ascii, MetadataValue};
@@ -214,10 +214,19 @@ pub async fn connect(args: &ConnectArgs) -> anyhow::Result<Client> {
     let endpoint = Endpoint::from_shared(uri)
         .with_context(|| format!("invalid address {addr:?}: expected HOST:PORT"))?
         .connect_timeout(CONNECT_TIMEOUT);
+    let presents_certificate = args.cert_file.is_some();
     let connecting = async {
         match tls {
-            Some(tls) => endpoint.connect_with_connector(tls_connector(tls)).await,
-            None => endpoint.connect().await,
+            Some(tls) => {
+                endpoint
+                    .connect_with_connector(connector::tls(tls, presents_certificate))
+                    .await
+            }
+            None => {
+                endpoint
+                    .connect_with_connector(connector::plaintext())
+                    .await
+            }
         }
     };
     // The outer timeout also covers a peer that accepts TCP but never
@@ -233,40 +242,6 @@ pub async fn connect(args: &ConnectArgs) -> anyhow::Result<Client> {
     Ok(LogClient::with_interceptor(channel, trace)
         .max_decoding_message_size(MESSAGE_BYTES_MAX)
         .max_encoding_message_size(MESSAGE_BYTES_MAX))
-}
-
-/// Dials TCP and runs the TLS handshake, verifying the server's
-/// certificate against the configured CA and name.
-fn tls_connector(
-    tls: Arc<auth::ClientTls>,
-) -> impl tower::Service<
-    tonic::transport::Uri,
-    Response = TokioIo<tokio_rustls::client::TlsStream<TcpStream>>,
-    Error = io::Error,
-    Future = impl Send,
-> + Send
-+ Clone
-+ 'static {
-    tower::service_fn(move |uri: tonic::transport::Uri| {
-        let tls = Arc::clone(&tls);
-        async move {
-            let invalid = |what: &str| io::Error::new(io::ErrorKind::InvalidInput, what.to_owned());
-            let host = uri
-                .host()
-                .ok_or_else(|| invalid("the address has no host"))?;
-            let host = host.trim_start_matches('[').trim_end_matches(']');
-            let port = uri.port_u16().unwrap_or(443);
-            let server_name = tls
-                .server_name_for(host)
-                .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
-            let tcp = TcpStream::connect((host, port)).await?;
-            tcp.set_nodelay(true)?;
-            let stream = tokio_rustls::TlsConnector::from(Arc::clone(&tls.config))
-                .connect(server_name, tcp)
-                .await?;
-            Ok(TokioIo::new(stream))
-        }
-    })
 }
 
 /// A gRPC status as `CODE: message`, followed by the transport's cause when
