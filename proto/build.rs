@@ -21,6 +21,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     )?;
     tonic_prost_build::configure()
         .bytes(".proglog.v1.Record.value")
+        .bytes(".proglog.v1.ForwardRequest.values")
         .compile_fds(descriptors)?;
     Ok(())
 }

@@ -5,7 +5,7 @@
 //! `CODE: message` (see [`status_error`]), so a script can tell an
 //! `OUT_OF_RANGE` from an `UNAVAILABLE` without parsing the rest.
 
-mod connector;
+pub(crate) mod connector;
 
 use std::io::{self, Write};
 use std::path::PathBuf;

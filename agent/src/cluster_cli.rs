@@ -55,15 +55,20 @@ pub enum ClusterCommand {
 }
 
 async fn connect(addr: &str, args: &ConnectArgs) -> anyhow::Result<ClusterClient<Channel>> {
-    anyhow::ensure!(
-        args.ca_file.is_none(),
-        "proglog cluster does not speak TLS yet (replication runs without TLS for now)"
-    );
-    let endpoint = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
-        .with_context(|| format!("invalid address {addr:?}: expected HOST:PORT"))?
-        .connect_timeout(std::time::Duration::from_secs(5));
-    let channel = endpoint
-        .connect()
+    let tls = match &args.ca_file {
+        Some(ca_file) => Some(
+            auth::ClientTlsConfig {
+                ca_file: ca_file.clone(),
+                cert_file: args.cert_file.clone(),
+                key_file: args.key_file.clone(),
+                server_name: args.tls_server_name.clone(),
+            }
+            .load()?,
+        ),
+        None => None,
+    };
+    let channel = crate::raft_transport::PeerTls::from_client(tls.map(std::sync::Arc::new))
+        .connect(addr)
         .await
         .with_context(|| format!("cannot connect to {addr}"))?;
     Ok(ClusterClient::new(channel))

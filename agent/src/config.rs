@@ -394,11 +394,11 @@ impl AgentConfig {
         }
         self.cluster.validate(&self.rpc_addr)?;
         if self.cluster.replication_enabled() {
-            if self.tls_cert_file.is_some() {
+            if self.tls_cert_file.is_some() && self.tls_client_ca_file.is_none() {
                 return bad(
-                    "cluster.bootstrap_expect",
-                    "replication does not support TLS yet (node-to-node calls are plaintext); \
-                     use gossip without bootstrap_expect, or no TLS"
+                    "tls_client_ca_file",
+                    "replication with TLS needs mutual TLS: nodes present their certificates \
+                     to each other and verify them against this CA"
                         .into(),
                 );
             }

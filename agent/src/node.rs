@@ -198,8 +198,25 @@ pub async fn run_until(
         );
     }
     let (inbox, inbox_receiver) = tokio::sync::mpsc::channel(RAFT_INBOX_MESSAGES);
-    let transport =
-        crate::raft_transport::GrpcTransport::new(cluster.node_id(), cluster.rpc_addrs());
+    // With TLS, peers are dialled with this node's own certificate.
+    let peer_tls = crate::raft_transport::PeerTls::load(
+        match (
+            &config.tls_client_ca_file,
+            &config.tls_cert_file,
+            &config.tls_key_file,
+        ) {
+            (Some(ca), Some(cert), Some(key)) => {
+                Some((ca.as_path(), cert.as_path(), key.as_path()))
+            }
+            _ => None,
+        },
+    )
+    .context("loading the node certificate for peer connections")?;
+    let transport = crate::raft_transport::GrpcTransport::new(
+        cluster.node_id(),
+        cluster.rpc_addrs(),
+        peer_tls.clone(),
+    );
     let (replica, driver) = replicator::Replica::start(
         replicator::Config::new(cluster.node_id()),
         storage.clone(),
@@ -211,12 +228,14 @@ pub async fn run_until(
         cluster.clone(),
         shutdown.clone(),
     ));
+    let storage_handle = storage.clone();
     let commit_log = Arc::new(crate::replicated_log::ReplicatedLog::new(
         replica.clone(),
         storage,
         cluster.directory(),
         cluster.rpc_addrs(),
         config.log.record_bytes_max,
+        crate::raft_transport::Forwarder::new(peer_tls),
     ));
     let node = Serving {
         config: &config,
@@ -226,9 +245,10 @@ pub async fn run_until(
         handle,
         shutdown,
     };
-    let internal = crate::raft_transport::RaftService::router(inbox).merge(
-        crate::cluster_service::ClusterService::router(replica.clone(), cluster.clone()),
-    );
+    let internal =
+        crate::raft_transport::RaftService::router(inbox, replica.clone(), storage_handle).merge(
+            crate::cluster_service::ClusterService::router(replica.clone(), cluster.clone()),
+        );
     node.serve(
         listener,
         commit_log,

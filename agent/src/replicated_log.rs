@@ -7,16 +7,16 @@
 //! returned. Reads anywhere see only applied (committed) entries, with
 //! Raft's own entries skipped so user offsets stay dense.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
 use log_core::{Record, RecordKind};
 use log_server::{CommitLog, Error, LogInfo, Result, ServerDirectory, ServerInfo};
-use proto::v1::log_client::LogClient;
 use replicator::{LogStorage, Replica, Status};
 use tokio::sync::watch;
+
+use crate::raft_transport::Forwarder;
 
 /// Longest a follower waits for the leader to answer a forwarded produce.
 pub const FORWARD_TIMEOUT: Duration = Duration::from_secs(10);
@@ -34,7 +34,7 @@ pub struct ReplicatedLog {
     directory: Arc<dyn ServerDirectory>,
     rpc_addrs: RpcAddrs,
     record_bytes_max: u64,
-    clients: Mutex<HashMap<String, LogClient<tonic::transport::Channel>>>,
+    forwarder: Forwarder,
 }
 
 impl ReplicatedLog {
@@ -46,6 +46,7 @@ impl ReplicatedLog {
         directory: Arc<dyn ServerDirectory>,
         rpc_addrs: RpcAddrs,
         record_bytes_max: u64,
+        forwarder: Forwarder,
     ) -> Self {
         let (sender, commit) = watch::channel(commit_offset(&storage, &replica.status().borrow()));
         // Followers of the tail wait on user commit offsets, derived from
@@ -71,7 +72,7 @@ impl ReplicatedLog {
             directory,
             rpc_addrs,
             record_bytes_max,
-            clients: Mutex::new(HashMap::new()),
+            forwarder,
         }
     }
 
@@ -98,62 +99,17 @@ impl ReplicatedLog {
                 "this node is not the leader and does not know node {leader}'s address yet; retry"
             ))
         })?;
-        let client = self.client(&addr);
-        let mut client = match client {
-            Some(client) => client,
-            None => {
-                let endpoint = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
-                    .map_err(|_| Error::Internal)?
-                    .connect_timeout(FORWARD_TIMEOUT);
-                let channel = endpoint.connect().await.map_err(|e| {
-                    Error::Unavailable(format!("the leader at {addr} cannot be reached: {e}"))
-                })?;
-                let client = LogClient::new(channel);
-                self.clients
-                    .lock()
-                    .unwrap_or_else(PoisonError::into_inner)
-                    .insert(addr.clone(), client.clone());
-                client
-            }
-        };
-        let records = values
-            .into_iter()
-            .map(|value| proto::v1::Record {
-                value,
-                ..proto::v1::Record::default()
+        self.forwarder
+            .forward(&addr, values, FORWARD_TIMEOUT)
+            .await
+            .map_err(|status| match status.code() {
+                tonic::Code::InvalidArgument => Error::InvalidArgument(status.message().to_owned()),
+                tonic::Code::ResourceExhausted => Error::Overloaded(status.message().to_owned()),
+                _ => Error::Unavailable(format!(
+                    "forwarding to the leader at {addr} failed: {}",
+                    status.message()
+                )),
             })
-            .collect();
-        let mut request = tonic::Request::new(proto::v1::ProduceBatchRequest { records });
-        request.set_timeout(FORWARD_TIMEOUT);
-        match client.produce_batch(request).await {
-            Ok(response) => Ok(response.into_inner().base_offset),
-            Err(status) => {
-                self.clients
-                    .lock()
-                    .unwrap_or_else(PoisonError::into_inner)
-                    .remove(&addr);
-                Err(match status.code() {
-                    tonic::Code::InvalidArgument => {
-                        Error::InvalidArgument(status.message().to_owned())
-                    }
-                    tonic::Code::ResourceExhausted => {
-                        Error::Overloaded(status.message().to_owned())
-                    }
-                    _ => Error::Unavailable(format!(
-                        "forwarding to the leader at {addr} failed: {}",
-                        status.message()
-                    )),
-                })
-            }
-        }
-    }
-
-    fn client(&self, addr: &str) -> Option<LogClient<tonic::transport::Channel>> {
-        self.clients
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .get(addr)
-            .cloned()
     }
 }
 

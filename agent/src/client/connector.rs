@@ -93,7 +93,7 @@ fn closed_after_handshake(presented_certificate: bool) -> String {
 /// Dials TCP and runs the TLS handshake, verifying the server's
 /// certificate against the configured CA and name, then waits for the
 /// node's verdict on ours.
-pub(super) fn tls(
+pub(crate) fn tls(
     tls: Arc<auth::ClientTls>,
     presents_certificate: bool,
 ) -> impl tower::Service<
