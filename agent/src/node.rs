@@ -167,14 +167,7 @@ pub async fn run_until(
             )
             .with_directory(cluster.directory()),
         );
-        let node = Serving {
-            config: &config,
-            security,
-            cluster: &cluster,
-            log,
-            handle,
-            shutdown,
-        };
+        let node = Serving::new(&config, security, &cluster, log, handle, shutdown);
         return node
             .serve(listener, commit_log, axum::Router::new(), None, &addr)
             .await;
@@ -237,14 +230,7 @@ pub async fn run_until(
         config.log.record_bytes_max,
         crate::raft_transport::Forwarder::new(peer_tls),
     ));
-    let node = Serving {
-        config: &config,
-        security,
-        cluster: &cluster,
-        log,
-        handle,
-        shutdown,
-    };
+    let node = Serving::new(&config, security, &cluster, log, handle, shutdown);
     let internal =
         crate::raft_transport::RaftService::router(inbox, replica.clone(), storage_handle).merge(
             crate::cluster_service::ClusterService::router(replica.clone(), cluster.clone()),
@@ -276,7 +262,25 @@ struct Serving<'a> {
     shutdown: CancellationToken,
 }
 
-impl Serving<'_> {
+impl<'a> Serving<'a> {
+    fn new(
+        config: &'a AgentConfig,
+        security: &'a Security,
+        cluster: &'a Cluster,
+        log: Arc<log_core::Log>,
+        handle: metrics_exporter_prometheus::PrometheusHandle,
+        shutdown: CancellationToken,
+    ) -> Self {
+        Self {
+            config,
+            security,
+            cluster,
+            log,
+            handle,
+            shutdown,
+        }
+    }
+
     /// Serves `commit_log` (and `internal` routes) until shutdown, then
     /// stops in order: drain, gossip leave, the replica, the log.
     async fn serve<L: log_server::CommitLog>(

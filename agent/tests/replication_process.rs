@@ -133,20 +133,40 @@ fn wait_for_records(addr: &str, count: usize) -> Vec<(u64, String)> {
     }
 }
 
-#[test]
-fn three_replicas_agree_survive_a_leader_kill_and_lose_no_acknowledged_record() {
-    let dir = tempfile::tempdir().expect("tempdir");
+/// Three nodes n1..n3 bootstrapping together (each seeded with the other
+/// two), with `extra(i)` flags for node i; waits until all listen.
+fn start_three(dir: &Path, extra: impl Fn(usize) -> Vec<String>) -> (Vec<Node>, Vec<String>) {
     let names = ["n1", "n2", "n3"];
     let gossip: Vec<String> = names.iter().map(|_| free_udp_addr()).collect();
     let mut nodes: Vec<Node> = (0..3)
         .map(|i| {
             let seeds = format!("{},{}", gossip[(i + 1) % 3], gossip[(i + 2) % 3]);
-            spawn(dir.path(), names[i], &gossip[i], &seeds)
+            let mut args = vec![
+                "--node-name".to_owned(),
+                names[i].to_owned(),
+                "--gossip-addr".to_owned(),
+                gossip[i].clone(),
+                "--join".to_owned(),
+                seeds,
+                "--bootstrap-expect".to_owned(),
+                "3".to_owned(),
+            ];
+            args.extend(extra(i));
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            Node::spawn(&dir.join(names[i]), &args, &GOSSIP_ENV)
         })
         .collect();
     for node in &mut nodes {
         node.wait_listening();
     }
+    (nodes, gossip)
+}
+
+#[test]
+fn three_replicas_agree_survive_a_leader_kill_and_lose_no_acknowledged_record() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let names = ["n1", "n2", "n3"];
+    let (mut nodes, gossip) = start_three(dir.path(), |_| Vec::new());
     let addrs: Vec<String> = nodes.iter().map(|n| n.addr.clone()).collect();
     let addr_refs: Vec<&str> = addrs.iter().map(String::as_str).collect();
     let leader = agreed_leader(&addr_refs);
@@ -464,16 +484,7 @@ fn cluster_status(addr: &str) -> serde_json::Value {
 fn cluster_commands_show_status_transfer_leadership_and_remove_a_voter() {
     let dir = tempfile::tempdir().expect("tempdir");
     let names = ["n1", "n2", "n3"];
-    let gossip: Vec<String> = names.iter().map(|_| free_udp_addr()).collect();
-    let mut nodes: Vec<Node> = (0..3)
-        .map(|i| {
-            let seeds = format!("{},{}", gossip[(i + 1) % 3], gossip[(i + 2) % 3]);
-            spawn(dir.path(), names[i], &gossip[i], &seeds)
-        })
-        .collect();
-    for node in &mut nodes {
-        node.wait_listening();
-    }
+    let (nodes, _gossip) = start_three(dir.path(), |_| Vec::new());
     let addrs: Vec<&str> = nodes.iter().map(|n| n.addr.as_str()).collect();
     let leader = agreed_leader(&addrs);
     produce(addrs[0], "x").expect("produce");
@@ -552,40 +563,17 @@ fn replication_runs_over_mutual_tls_with_node_certificates() {
         &pki_str,
     ]);
     let file = |name: &str| pki.join(name).to_str().expect("utf-8").to_owned();
-    let gossip: Vec<String> = names.iter().map(|_| free_udp_addr()).collect();
-    let mut nodes: Vec<Node> = (0..3)
-        .map(|i| {
-            let seeds = format!("{},{}", gossip[(i + 1) % 3], gossip[(i + 2) % 3]);
-            let (cert, key, ca) = (
-                file(&format!("{}.pem", names[i])),
-                file(&format!("{}-key.pem", names[i])),
-                file("ca.pem"),
-            );
-            Node::spawn(
-                &dir.path().join(names[i]),
-                &[
-                    "--node-name",
-                    names[i],
-                    "--gossip-addr",
-                    &gossip[i],
-                    "--join",
-                    &seeds,
-                    "--bootstrap-expect",
-                    "3",
-                    "--tls-cert-file",
-                    &cert,
-                    "--tls-key-file",
-                    &key,
-                    "--tls-client-ca-file",
-                    &ca,
-                ],
-                &GOSSIP_ENV,
-            )
-        })
-        .collect();
-    for node in &mut nodes {
-        node.wait_listening();
-    }
+    let (nodes, _gossip) = start_three(dir.path(), |i| {
+        [
+            "--tls-cert-file".to_owned(),
+            file(&format!("{}.pem", names[i])),
+            "--tls-key-file".to_owned(),
+            file(&format!("{}-key.pem", names[i])),
+            "--tls-client-ca-file".to_owned(),
+            file("ca.pem"),
+        ]
+        .to_vec()
+    });
     let tls = [
         "--ca-file".to_owned(),
         file("ca.pem"),
