@@ -465,6 +465,28 @@ fn config_key(field: &str) -> &str {
     }
 }
 
+/// figment's message, except for unknown names, whose list of expected
+/// names figment wraps in a second pair of backticks.
+fn kind_text(kind: &figment::error::Kind) -> String {
+    use figment::error::Kind;
+    let one_of = |expected: &[&str]| {
+        let names: Vec<String> = expected.iter().map(|name| format!("`{name}`")).collect();
+        names.join(", ")
+    };
+    match kind {
+        Kind::UnknownField(found, expected) => {
+            format!("unknown key `{found}`; known keys: {}", one_of(expected))
+        }
+        Kind::UnknownVariant(found, expected) => {
+            format!(
+                "unknown value `{found}`; expected one of {}",
+                one_of(expected)
+            )
+        }
+        other => other.to_string(),
+    }
+}
+
 fn describe(error: &figment::Error, file: Option<&Path>) -> KeyError {
     let key = if error.path.is_empty() {
         "<root>".to_owned()
@@ -482,7 +504,7 @@ fn describe(error: &figment::Error, file: Option<&Path>) -> KeyError {
     };
     KeyError {
         key,
-        reason: format!("{}{source}", error.kind),
+        reason: format!("{}{source}", kind_text(&error.kind)),
     }
 }
 
@@ -587,6 +609,28 @@ mod tests {
         assert_eq!(config.cluster.rpc_advertise_addr, "n9.example:1");
         assert_eq!(config.cluster.join, ["a:3", "b:3"]);
         assert_eq!(config.cluster.gossip_key_file, Some(PathBuf::from("g.key")));
+    }
+
+    #[test]
+    fn unknown_names_are_listed_once_quoted() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let file = dir.path().join("c.toml");
+        let error = |text: &str| {
+            std::fs::write(&file, text).expect("write");
+            AgentConfig::load(Some(&file), &AgentFlags::default())
+                .expect_err(text)
+                .to_string()
+        };
+        let key = error("[server]\nbogus = 1\n");
+        assert!(!key.contains("``"), "{key}");
+        assert!(key.contains("unknown key `bogus`"), "{key}");
+        assert!(key.contains("`drain_timeout_ms`, "), "{key}");
+        let value = error("log_format = \"xml\"\n");
+        assert!(!value.contains("``"), "{value}");
+        assert!(
+            value.contains("unknown value `xml`; expected one of `pretty`, `json`"),
+            "{value}"
+        );
     }
 
     #[test]
