@@ -74,7 +74,12 @@ pub struct ConnectArgs {
     pub key_file: Option<PathBuf>,
     /// Name to verify the server certificate against instead of the host
     /// in --addr (e.g. when dialling an IP the certificate does not name).
-    #[arg(long, value_name = "NAME", requires = "ca_file")]
+    #[arg(
+        long,
+        env = "PROGLOG_TLS_SERVER_NAME",
+        value_name = "NAME",
+        requires = "ca_file"
+    )]
     pub tls_server_name: Option<String>,
 }
 
