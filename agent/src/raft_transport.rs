@@ -70,7 +70,7 @@ impl PeerTls {
     /// A channel to the peer at `addr` (`HOST:PORT`).
     ///
     /// # Errors
-    /// Nothing answers within [`PEER_TIMEOUT`], or TLS refuses.
+    /// Nothing answers within the peer timeout (2 s), or TLS refuses.
     pub async fn connect(&self, addr: &str) -> anyhow::Result<tonic::transport::Channel> {
         let scheme = if self.0.is_some() { "https" } else { "http" };
         let endpoint = tonic::transport::Endpoint::from_shared(format!("{scheme}://{addr}"))?
