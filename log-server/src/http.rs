@@ -29,9 +29,9 @@ struct AppState<L> {
     shutdown: CancellationToken,
 }
 
-/// The HTTP routes over `log`, with `/healthz` and `/readyz`
-/// ([`crate::probes`]: never behind auth; readiness turns 503 as soon as
-/// `shutdown` is cancelled).
+/// The HTTP routes over `log`, with `/healthz` and `/readyz` as the
+/// metrics port has them (never behind auth; readiness turns 503 as soon
+/// as `shutdown` is cancelled).
 pub fn router<L: CommitLog>(
     log: Arc<L>,
     config: ServerConfig,
