@@ -9,7 +9,9 @@
 //! Connections are capped: each holds a permit from accept until it closes,
 //! and a connection beyond the cap is accepted and closed at once (counted
 //! in `proglog_connections_refused_total`), so idle or slow clients cannot
-//! exhaust the process's file descriptors. When accepting fails anyway (out
+//! exhaust the process's file descriptors. The cap is lowered, with a
+//! warning, to what the open-file limit leaves after the descriptors open
+//! at start and a reserve. When accepting fails anyway (out
 //! of descriptors), the loop backs off exponentially and warns once per
 //! episode instead of once per attempt.
 
@@ -181,7 +183,8 @@ impl Incoming {
         let local = listener.local_addr()?;
         let (queue, ready) = mpsc::channel(READY_QUEUE);
         let handshakes = Arc::new(Semaphore::new(HANDSHAKES_MAX));
-        let connections = Arc::new(Semaphore::new(connections_max.max(1)));
+        let connections_max = within_open_file_limit(connections_max, open_files());
+        let connections = Arc::new(Semaphore::new(connections_max));
         let accept_task = tokio::spawn(async move {
             let refused = metrics::counter!("proglog_connections_refused_total");
             let mut backoff = AcceptBackoff::default();
@@ -253,6 +256,46 @@ impl Drop for Incoming {
     }
 }
 
+/// File descriptors kept free of connections beyond those open when the
+/// listener starts: for segments the log opens later, the other listener's
+/// first connections, and the process's own.
+const DESCRIPTORS_RESERVED: u64 = 64;
+
+/// The process's soft limit on open files and the descriptors open now
+/// (Linux: `/proc/self/limits`, `/proc/self/fd`), or `None` where they
+/// cannot be read.
+fn open_files() -> Option<(u64, u64)> {
+    let limits = std::fs::read_to_string("/proc/self/limits").ok()?;
+    let line = limits.lines().find(|l| l.starts_with("Max open files"))?;
+    let limit = line.split_whitespace().nth(3)?.parse().ok()?;
+    let open = std::fs::read_dir("/proc/self/fd").ok()?.count() as u64;
+    Some((limit, open))
+}
+
+/// `connections_max`, lowered (with a warning) so that connections cannot
+/// use up the open-file limit: a node out of descriptors can neither
+/// accept nor open a segment. `files` is the limit and the descriptors
+/// already open.
+fn within_open_file_limit(connections_max: usize, files: Option<(u64, u64)>) -> usize {
+    let wanted = connections_max.max(1);
+    let Some((limit, open)) = files else {
+        return wanted;
+    };
+    let room = limit.saturating_sub(open + DESCRIPTORS_RESERVED).max(1);
+    let room = usize::try_from(room).unwrap_or(usize::MAX);
+    if wanted > room {
+        tracing::warn!(
+            connections_max = wanted,
+            open_file_limit = limit,
+            open_files = open,
+            using = room,
+            "connections_max is above what the open-file limit leaves room for; lowered"
+        );
+        return room;
+    }
+    wanted
+}
+
 /// The next accepted connection: a failed accept (out of file descriptors
 /// and the like) is retried after [`AcceptBackoff`]'s wait instead of at
 /// once, warned about once per run and counted in
@@ -288,6 +331,20 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_connection_cap_stays_under_the_open_file_limit() {
+        assert_eq!(within_open_file_limit(1024, Some((128, 0))), 64);
+        assert_eq!(within_open_file_limit(1024, Some((1024, 500))), 460);
+        assert_eq!(within_open_file_limit(1024, Some((20_000, 30))), 1024);
+        assert_eq!(within_open_file_limit(1024, None), 1024);
+        assert_eq!(within_open_file_limit(0, Some((20_000, 30))), 1);
+        assert_eq!(within_open_file_limit(10, Some((10, 5))), 1);
+        assert!(
+            open_files().is_some_and(|(limit, open)| open > 0 && limit >= open),
+            "Linux reports both"
+        );
+    }
 
     /// Goal: a listener whose accepts keep failing is tried about once a
     /// second, not in a hot loop, and serves again as soon as one succeeds.
