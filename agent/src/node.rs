@@ -111,6 +111,12 @@ pub async fn run_until(
         replicated = config.cluster.replication_enabled(),
         "starting proglog agent"
     );
+    // Bound first: a port in use fails the start before anything is
+    // created on disk.
+    let listener = tokio::net::TcpListener::bind(&config.rpc_addr)
+        .await
+        .with_context(|| format!("binding rpc_addr {}", config.rpc_addr))?;
+    let addr = listener.local_addr()?.to_string();
     // Before the log opens: log-core registers its metric handles at open.
     let handle = crate::metrics::recorder();
     let replicated = config.cluster.replication_enabled();
@@ -152,10 +158,6 @@ pub async fn run_until(
         ),
     }
 
-    let listener = tokio::net::TcpListener::bind(&config.rpc_addr)
-        .await
-        .with_context(|| format!("binding rpc_addr {}", config.rpc_addr))?;
-    let addr = listener.local_addr()?.to_string();
     let cluster = Cluster::start(&config, keyring, &addr, config.tls_cert_file.is_some()).await?;
     let Some(storage) = storage else {
         let commit_log = Arc::new(

@@ -253,3 +253,41 @@ fn a_killed_node_recovers_on_restart() {
     assert_eq!(opened["message"], RECOVERED);
     assert_eq!(produce_http(&node.addr, "eA=="), 1);
 }
+
+/// Goal: a port already in use stops the start before the data directory
+/// is created.
+#[test]
+fn a_port_in_use_fails_before_anything_is_created() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = taken.local_addr().expect("addr").to_string();
+    let data_dir = dir.path().join("data");
+    let output = proglog()
+        .args(["agent", "--rpc-addr", &addr, "--data-dir"])
+        .arg(&data_dir)
+        .output()
+        .expect("run");
+    assert_eq!(output.status.code(), Some(1), "{output:?}");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("binding rpc_addr"), "{stderr}");
+    assert_eq!(stderr.matches("os error").count(), 1, "the cause is printed once: {stderr}");
+    assert!(!data_dir.exists(), "the data directory was created");
+}
+
+/// Goal: a storage error names its cause once, not once per error layer.
+#[test]
+fn an_unusable_data_directory_names_the_os_error_once() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("a-file");
+    std::fs::write(&file, b"not a directory").expect("write");
+    let output = proglog()
+        .args(["agent", "--rpc-addr", "127.0.0.1:0", "--data-dir"])
+        .arg(file.join("data"))
+        .output()
+        .expect("run");
+    assert_eq!(output.status.code(), Some(1), "{output:?}");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let last = stderr.lines().last().unwrap_or_default();
+    assert!(last.starts_with("error: opening the log"), "{stderr}");
+    assert_eq!(last.matches("os error").count(), 1, "{last}");
+}

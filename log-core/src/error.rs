@@ -49,14 +49,14 @@ pub enum Error {
         /// What was wrong.
         reason: String,
     },
-    /// An operating-system I/O error.
-    #[error("I/O error on {}: {source}", path.display())]
+    /// An operating-system I/O error. The cause is part of the message and
+    /// not also a `source()`, so a chain printer (`{:#}`) shows it once.
+    #[error("I/O error on {}: {cause}", path.display())]
     Io {
         /// The file or directory involved.
         path: PathBuf,
         /// The underlying error.
-        #[source]
-        source: io::Error,
+        cause: io::Error,
     },
     /// An earlier write or fsync failed, so what is on disk is unknown; the log
     /// refuses writes until it is reopened and recovered.
@@ -83,7 +83,7 @@ impl Error {
     pub(crate) fn io(path: impl Into<PathBuf>, source: io::Error) -> Self {
         Self::Io {
             path: path.into(),
-            source,
+            cause: source,
         }
     }
 
