@@ -270,7 +270,11 @@ fn a_port_in_use_fails_before_anything_is_created() {
     assert_eq!(output.status.code(), Some(1), "{output:?}");
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("binding rpc_addr"), "{stderr}");
-    assert_eq!(stderr.matches("os error").count(), 1, "the cause is printed once: {stderr}");
+    assert_eq!(
+        stderr.matches("os error").count(),
+        1,
+        "the cause is printed once: {stderr}"
+    );
     assert!(!data_dir.exists(), "the data directory was created");
 }
 
