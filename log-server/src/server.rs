@@ -186,9 +186,13 @@ async fn health<L: CommitLog>(
 ) {
     use tonic_health::ServingStatus::{NotServing, Serving};
     let (reporter, service) = tonic_health::server::health_reporter();
-    reporter.set_service_status(LOG_SERVICE_NAME, Serving).await;
+    // What readiness says now, not SERVING by default: a replicated node
+    // without a leader yet must not be reported serving.
+    let mut serving = crate::probes::readiness(&*log, &shutdown).is_ok();
+    let initial = if serving { Serving } else { NotServing };
+    reporter.set_service_status(LOG_SERVICE_NAME, initial).await;
+    reporter.set_service_status("", initial).await;
     let task = tokio::spawn(async move {
-        let mut serving = true;
         loop {
             tokio::select! {
                 () = tokio::time::sleep(HEALTH_REFRESH) => {}

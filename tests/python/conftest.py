@@ -73,6 +73,13 @@ class Node:
     # -- lifecycle -------------------------------------------------------
 
     def start(self):
+        """Starts the node and waits until it listens and reports SERVING."""
+        self.spawn()
+        return self.wait_started()
+
+    def spawn(self):
+        """Starts the process without waiting (nodes of a new replicated
+        cluster listen only once all of them are up)."""
         assert self.proc is None, "node already running"
         self.starts += 1
         self.log_lines.append(f"--- start #{self.starts}")
@@ -99,14 +106,17 @@ class Node:
             )
         finally:
             stdout.close()
-        addresses = queue.Queue()
+        self._addresses = queue.Queue()
         threading.Thread(
-            target=self._read_stderr, args=(self.proc, addresses), daemon=True
+            target=self._read_stderr, args=(self.proc, self._addresses), daemon=True
         ).start()
+        return self
 
+    def wait_started(self):
+        """Waits for the listening address, then for SERVING."""
         deadline = time.monotonic() + START_TIMEOUT
         try:
-            addr = addresses.get(timeout=START_TIMEOUT)
+            addr = self._addresses.get(timeout=START_TIMEOUT)
         except queue.Empty:
             self._abort(f"no '{LISTENING}' line within {START_TIMEOUT}s")
         if addr is None:

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Runs the Python (grpcio) client suite against a real `proglog agent`.
+# Runs the Python (grpcio) client suite against a real `proglog agent`
+# (test_cluster.py: against a three-node replicated cluster, via followers).
 #
 #   bash tests/python/run.sh [pytest args...]
 #
