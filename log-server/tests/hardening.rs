@@ -9,10 +9,13 @@
 //! curl itself and a tonic client. Every wait is on a condition (a closed
 //! socket, a response) bounded by a named timeout.
 
-use std::collections::HashMap;
+#[path = "common/counters.rs"]
+mod counters;
+
+use counters::counter;
+
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::Arc;
 use std::time::Duration;
 
 use log_server::{Access, AccessPolicy, Action, Caller, LocalLog, ServerConfig};
@@ -36,78 +39,6 @@ const NEVER_MS: u64 = 3_600_000;
 /// beats them, short enough that waiting for them is quick.
 const SHORT_MS: u64 = 200;
 
-/// Counters by name, from every test in this process.
-#[derive(Default)]
-struct Counters(Mutex<HashMap<String, Arc<AtomicU64>>>);
-
-struct Counter(Arc<AtomicU64>);
-
-impl metrics::CounterFn for Counter {
-    fn increment(&self, value: u64) {
-        self.0.fetch_add(value, Ordering::Relaxed);
-    }
-    fn absolute(&self, value: u64) {
-        self.0.store(value, Ordering::Relaxed);
-    }
-}
-
-impl metrics::Recorder for &'static Counters {
-    fn describe_counter(
-        &self,
-        _: metrics::KeyName,
-        _: Option<metrics::Unit>,
-        _: metrics::SharedString,
-    ) {
-    }
-    fn describe_gauge(
-        &self,
-        _: metrics::KeyName,
-        _: Option<metrics::Unit>,
-        _: metrics::SharedString,
-    ) {
-    }
-    fn describe_histogram(
-        &self,
-        _: metrics::KeyName,
-        _: Option<metrics::Unit>,
-        _: metrics::SharedString,
-    ) {
-    }
-    fn register_counter(&self, key: &metrics::Key, _: &metrics::Metadata<'_>) -> metrics::Counter {
-        let mut counters = self.0.lock().expect("counters");
-        let counter = counters.entry(key.name().to_owned()).or_default();
-        metrics::Counter::from_arc(Arc::new(Counter(Arc::clone(counter))))
-    }
-    fn register_gauge(&self, _: &metrics::Key, _: &metrics::Metadata<'_>) -> metrics::Gauge {
-        metrics::Gauge::noop()
-    }
-    fn register_histogram(
-        &self,
-        _: &metrics::Key,
-        _: &metrics::Metadata<'_>,
-    ) -> metrics::Histogram {
-        metrics::Histogram::noop()
-    }
-}
-
-fn counters() -> &'static Counters {
-    static COUNTERS: OnceLock<&'static Counters> = OnceLock::new();
-    COUNTERS.get_or_init(|| {
-        let counters: &'static Counters = Box::leak(Box::default());
-        metrics::set_global_recorder(counters).expect("the only recorder");
-        counters
-    })
-}
-
-fn counter(name: &str) -> u64 {
-    counters()
-        .0
-        .lock()
-        .expect("counters")
-        .get(name)
-        .map_or(0, |c| c.load(Ordering::Relaxed))
-}
-
 struct Server {
     addr: SocketAddr,
     shutdown: CancellationToken,
@@ -121,7 +52,7 @@ impl Server {
     }
 
     async fn start_with(config: ServerConfig, access: Access) -> Self {
-        counters();
+        counters::counters();
         let dir = tempfile::tempdir().expect("tempdir");
         let log = log_core::Log::open(
             dir.path(),

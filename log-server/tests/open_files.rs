@@ -8,10 +8,14 @@
 //! one test) before the server starts with a cap far above it; a Python
 //! process (its own descriptors) opens and holds 300 connections.
 
+#[path = "common/counters.rs"]
+mod counters;
+
+use counters::counter;
+
 use std::io::{BufRead as _, BufReader, Write as _};
 use std::process::{Command, Stdio};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::Arc;
 use std::time::Duration;
 
 use log_server::{Access, LocalLog, ServerConfig};
@@ -25,85 +29,6 @@ const HELD: u64 = 300;
 
 /// Descriptors the lowered limit leaves above those open at the start.
 const HEADROOM: u64 = 150;
-
-#[derive(Default)]
-struct Counters(Mutex<Vec<(String, Arc<AtomicU64>)>>);
-
-struct Counter(Arc<AtomicU64>);
-
-impl metrics::CounterFn for Counter {
-    fn increment(&self, value: u64) {
-        self.0.fetch_add(value, Ordering::Relaxed);
-    }
-    fn absolute(&self, value: u64) {
-        self.0.store(value, Ordering::Relaxed);
-    }
-}
-
-impl metrics::Recorder for &'static Counters {
-    fn describe_counter(
-        &self,
-        _: metrics::KeyName,
-        _: Option<metrics::Unit>,
-        _: metrics::SharedString,
-    ) {
-    }
-    fn describe_gauge(
-        &self,
-        _: metrics::KeyName,
-        _: Option<metrics::Unit>,
-        _: metrics::SharedString,
-    ) {
-    }
-    fn describe_histogram(
-        &self,
-        _: metrics::KeyName,
-        _: Option<metrics::Unit>,
-        _: metrics::SharedString,
-    ) {
-    }
-    fn register_counter(&self, key: &metrics::Key, _: &metrics::Metadata<'_>) -> metrics::Counter {
-        let mut counters = self.0.lock().expect("counters");
-        let counter = match counters.iter().find(|(name, _)| name == key.name()) {
-            Some((_, counter)) => Arc::clone(counter),
-            None => {
-                let counter = Arc::new(AtomicU64::new(0));
-                counters.push((key.name().to_owned(), Arc::clone(&counter)));
-                counter
-            }
-        };
-        metrics::Counter::from_arc(Arc::new(Counter(counter)))
-    }
-    fn register_gauge(&self, _: &metrics::Key, _: &metrics::Metadata<'_>) -> metrics::Gauge {
-        metrics::Gauge::noop()
-    }
-    fn register_histogram(
-        &self,
-        _: &metrics::Key,
-        _: &metrics::Metadata<'_>,
-    ) -> metrics::Histogram {
-        metrics::Histogram::noop()
-    }
-}
-
-fn counters() -> &'static Counters {
-    static COUNTERS: OnceLock<&'static Counters> = OnceLock::new();
-    COUNTERS.get_or_init(|| {
-        let counters: &'static Counters = Box::leak(Box::default());
-        metrics::set_global_recorder(counters).expect("the only recorder");
-        counters
-    })
-}
-
-fn counter(name: &str) -> u64 {
-    counters()
-        .0
-        .lock()
-        .expect("counters")
-        .iter()
-        .find(|(n, _)| n == name)
-        .map_or(0, |(_, c)| c.load(Ordering::Relaxed))
-}
 
 fn open_descriptors() -> u64 {
     std::fs::read_dir("/proc/self/fd")
@@ -148,7 +73,7 @@ async fn wait_until(what: &str, condition: impl Fn() -> bool) {
 /// once the connections go the node serves again.
 #[tokio::test]
 async fn idle_connections_over_the_open_file_limit_are_refused_not_fatal() {
-    counters();
+    counters::counters();
     let dir = tempfile::tempdir().expect("tempdir");
     let log = log_core::Log::open(
         dir.path(),
