@@ -16,9 +16,9 @@ use raft::prelude::{Entry, EntryType};
 /// Bytes of a data entry's context: the leader's timestamp (u64 LE, ms).
 pub const DATA_CONTEXT_BYTES: usize = 8;
 
-/// The entry a leader proposes for one client record.
-pub fn data_context(timestamp_ms: u64) -> Vec<u8> {
-    timestamp_ms.to_le_bytes().to_vec()
+/// The context of a client record's entry: the leader's timestamp.
+pub fn data_context(timestamp_ms: u64) -> Bytes {
+    Bytes::copy_from_slice(&timestamp_ms.to_le_bytes())
 }
 
 /// Whether `entry` carries a client record.
@@ -37,7 +37,8 @@ pub fn to_record(entry: &Entry) -> Record {
             term: entry.get_term(),
             timestamp_ms: u64::from_le_bytes(timestamp),
             kind: RecordKind::Data,
-            value: Bytes::copy_from_slice(entry.get_data()),
+            // Shared, not copied: the entry's data is the client's buffer.
+            value: entry.data.clone(),
         };
     }
     let mut value = Vec::with_capacity(1 + entry.get_data().len());
@@ -64,14 +65,15 @@ pub fn from_record(record: &Record) -> Result<Entry, String> {
     match record.kind {
         RecordKind::Data => {
             entry.set_entry_type(EntryType::EntryNormal);
-            entry.set_context(data_context(record.timestamp_ms).into());
-            entry.set_data(record.value.to_vec().into());
+            entry.set_context(data_context(record.timestamp_ms));
+            entry.set_data(record.value.clone());
         }
         RecordKind::Internal => {
-            let (&kind, data) = record
+            let &kind = record
                 .value
-                .split_first()
+                .first()
                 .ok_or_else(|| format!("internal record {} is empty", record.offset))?;
+            let data = record.value.slice(1..);
             let kind = match kind {
                 0 => EntryType::EntryNormal,
                 1 => EntryType::EntryConfChange,
@@ -84,7 +86,7 @@ pub fn from_record(record: &Record) -> Result<Entry, String> {
                 }
             };
             entry.set_entry_type(kind);
-            entry.set_data(data.to_vec().into());
+            entry.set_data(data);
         }
     }
     Ok(entry)

@@ -495,9 +495,10 @@ impl<T: Transport> Driver<T> {
         let entries: Vec<Entry> = values
             .into_iter()
             .map(|value| {
+                // The client's buffer and one shared context: no copies.
                 let mut entry = Entry::default();
-                entry.set_data(value.to_vec().into());
-                entry.set_context(context.clone().into());
+                entry.set_data(value);
+                entry.set_context(context.clone());
                 entry
             })
             .collect();

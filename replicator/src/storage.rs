@@ -474,7 +474,7 @@ mod tests {
         entry.set_entry_type(EntryType::EntryNormal);
         if data {
             entry.set_data(format!("v{index}").into_bytes().into());
-            entry.set_context(entry::data_context(index).into());
+            entry.set_context(entry::data_context(index));
         }
         entry
     }
