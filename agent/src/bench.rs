@@ -124,6 +124,7 @@ async fn produce_stream(
             if requests
                 .send(ProduceRequest {
                     record: Some(record),
+                    ..Default::default()
                 })
                 .await
                 .is_err()

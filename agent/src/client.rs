@@ -318,7 +318,10 @@ async fn produce_values(
         })
         .collect();
     let response = client
-        .produce_batch(ProduceBatchRequest { records })
+        .produce_batch(ProduceBatchRequest {
+            records,
+            ..Default::default()
+        })
         .await
         .map_err(status_error)?
         .into_inner();
@@ -396,6 +399,7 @@ fn read_lines(
         if requests
             .blocking_send(ProduceRequest {
                 record: Some(record),
+                ..Default::default()
             })
             .is_err()
         {

@@ -218,6 +218,7 @@ fn a_produce_is_exported_as_a_child_of_the_callers_trace_with_its_append() {
                 value: bytes::Bytes::from_static(b"traced"),
                 ..proto::v1::Record::default()
             }),
+            ..Default::default()
         });
         request.metadata_mut().insert(
             "traceparent",

@@ -211,6 +211,7 @@ impl Connection {
             client
                 .produce(ProduceRequest {
                     record: Some(record),
+                    ..Default::default()
                 })
                 .await?;
             latencies_ns.push(elapsed_ns(sent_at));
@@ -408,6 +409,7 @@ async fn produce_proglog(
             };
             let request = ProduceRequest {
                 record: Some(record),
+                ..Default::default()
             };
             if requests.send(request).await.is_err() {
                 break;

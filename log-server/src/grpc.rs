@@ -151,7 +151,10 @@ async fn acknowledge(
 ) -> bool {
     for offset in first..first + count {
         if responses
-            .send(Ok(ProduceResponse { offset }))
+            .send(Ok(ProduceResponse {
+                offset,
+                ..Default::default()
+            }))
             .await
             .is_err()
         {
@@ -193,7 +196,10 @@ impl<L: CommitLog> LogApi for LogService<L> {
         crate::metrics::observe_grpc("Produce", async move {
             let values = values([request.into_inner().record])?;
             let offset = self.log.append(values).await?;
-            Ok(Response::new(ProduceResponse { offset }))
+            Ok(Response::new(ProduceResponse {
+                offset,
+                ..Default::default()
+            }))
         })
         .await
     }
@@ -222,7 +228,11 @@ impl<L: CommitLog> LogApi for LogService<L> {
                 );
             }
             let base_offset = self.log.append(values).await?;
-            Ok(Response::new(ProduceBatchResponse { base_offset, count }))
+            Ok(Response::new(ProduceBatchResponse {
+                base_offset,
+                count,
+                ..Default::default()
+            }))
         })
         .await
     }

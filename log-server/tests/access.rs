@@ -87,6 +87,7 @@ async fn grpc_and_http_results_equal_the_policy_table() {
         .await
         .produce(ProduceRequest {
             record: Some(record(b"secret")),
+            ..Default::default()
         })
         .await
         .expect("root produces");
@@ -102,6 +103,7 @@ async fn grpc_and_http_results_equal_the_policy_table() {
         let produced = client
             .produce(ProduceRequest {
                 record: Some(record(b"x")),
+                ..Default::default()
             })
             .await;
         let http_produced = http
@@ -201,6 +203,7 @@ async fn a_caller_without_identity_is_unauthenticated_not_forbidden() {
     let error = client
         .produce(ProduceRequest {
             record: Some(record(b"x")),
+            ..Default::default()
         })
         .await
         .expect_err("anonymous");
@@ -366,6 +369,7 @@ async fn attempt(server: &TestServer, what: Call) -> Outcome {
             client
                 .produce(ProduceRequest {
                     record: Some(record(b"x")),
+                    ..Default::default()
                 })
                 .await,
         ),
@@ -374,12 +378,14 @@ async fn attempt(server: &TestServer, what: Call) -> Outcome {
             client
                 .produce_batch(ProduceBatchRequest {
                     records: vec![record(b"x"), record(b"y")],
+                    ..Default::default()
                 })
                 .await,
         ),
         Call::GrpcProduceStream => {
             let requests = futures_util::stream::iter([ProduceRequest {
                 record: Some(record(b"x")),
+                ..Default::default()
             }]);
             match client.produce_stream(requests).await {
                 Ok(response) => {
@@ -575,6 +581,7 @@ async fn every_method_and_route_is_served_exactly_when_the_table_allows_it() {
         .await
         .produce(ProduceRequest {
             record: Some(record(b"secret")),
+            ..Default::default()
         })
         .await
         .expect("root produces");

@@ -38,6 +38,7 @@ async fn reads_stop_at_the_commit_offset_while_later_records_are_written() {
         client
             .produce(ProduceRequest {
                 record: Some(record(&[i])),
+                ..Default::default()
             })
             .await
             .expect("produce");
@@ -139,6 +140,7 @@ async fn reads_stop_at_the_commit_offset_while_later_records_are_written() {
     let offset = producer
         .produce(ProduceRequest {
             record: Some(record(&[5])),
+            ..Default::default()
         })
         .await
         .expect("produce")

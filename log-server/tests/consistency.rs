@@ -95,9 +95,12 @@ async fn a_limit_of_zero_means_the_default_over_http_as_over_grpc() {
             ..Record::default()
         })
         .collect();
-    grpc.produce_batch(ProduceBatchRequest { records })
-        .await
-        .expect("produce");
+    grpc.produce_batch(ProduceBatchRequest {
+        records,
+        ..Default::default()
+    })
+    .await
+    .expect("produce");
     let over_grpc = grpc
         .consume_batch(ConsumeBatchRequest {
             from_offset: 0,

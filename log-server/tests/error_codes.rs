@@ -381,6 +381,7 @@ async fn the_grpc_twins_get_the_same_codes() {
             value: vec![0; len].into(),
             ..Record::default()
         }),
+        ..Default::default()
     };
     let mut open = client(&server).await;
     let cases = [

@@ -23,6 +23,7 @@ async fn produce_then_consume_round_trips_the_record() {
         let offset = client
             .produce(ProduceRequest {
                 record: Some(record(value)),
+                ..Default::default()
             })
             .await
             .expect("produce")
@@ -49,7 +50,10 @@ async fn produce_batch_and_consume_batch_use_dense_offsets() {
     let mut client = server.client().await;
     let records = (0..50u8).map(|i| record(&[i; 10])).collect();
     let batch = client
-        .produce_batch(ProduceBatchRequest { records })
+        .produce_batch(ProduceBatchRequest {
+            records,
+            ..Default::default()
+        })
         .await
         .expect("batch")
         .into_inner();
@@ -70,7 +74,10 @@ async fn produce_batch_and_consume_batch_use_dense_offsets() {
     assert_eq!(page.next_offset, 15);
     assert_eq!(&page.records[0].value[..], &[10; 10]);
     let empty = client
-        .produce_batch(ProduceBatchRequest { records: vec![] })
+        .produce_batch(ProduceBatchRequest {
+            records: vec![],
+            ..Default::default()
+        })
         .await
         .expect_err("empty batch");
     assert_eq!(empty.code(), Code::InvalidArgument);
@@ -95,6 +102,7 @@ async fn produce_stream_pipelines_and_answers_in_order() {
         let mut client = server.client().await;
         let requests = tokio_stream::iter((0..2000u32).map(|i| ProduceRequest {
             record: Some(record(&i.to_be_bytes())),
+            ..Default::default()
         }));
         let mut responses = client
             .produce_stream(requests)
@@ -140,15 +148,19 @@ async fn produce_stream_acknowledges_good_records_before_a_bad_one_then_fails() 
         let requests = vec![
             ProduceRequest {
                 record: Some(record(b"ok-0")),
+                ..Default::default()
             },
             ProduceRequest {
                 record: Some(record(b"ok-1")),
+                ..Default::default()
             },
             ProduceRequest {
                 record: Some(record(&vec![0; (1 << 16) + 1])),
+                ..Default::default()
             },
             ProduceRequest {
                 record: Some(record(b"never")),
+                ..Default::default()
             },
         ];
         let mut responses = client
@@ -189,6 +201,7 @@ async fn consume_stream_sends_history_then_wakes_promptly_for_new_records() {
         client
             .produce(ProduceRequest {
                 record: Some(record(&[i])),
+                ..Default::default()
             })
             .await
             .expect("produce");
@@ -212,6 +225,7 @@ async fn consume_stream_sends_history_then_wakes_promptly_for_new_records() {
     producer
         .produce(ProduceRequest {
             record: Some(record(b"live")),
+            ..Default::default()
         })
         .await
         .expect("produce");
@@ -306,6 +320,7 @@ fn idle_followers_never_wake_and_one_commit_wakes_each_once() {
             client
                 .produce(ProduceRequest {
                     record: Some(record(b"x")),
+                    ..Default::default()
                 })
                 .await
                 .expect("produce");
@@ -330,6 +345,7 @@ fn idle_followers_never_wake_and_one_commit_wakes_each_once() {
             client
                 .produce(ProduceRequest {
                     record: Some(record(b"y")),
+                    ..Default::default()
                 })
                 .await
                 .expect("produce");
@@ -358,6 +374,7 @@ async fn out_of_range_reads_carry_the_valid_range() {
     client
         .produce(ProduceRequest {
             record: Some(record(b"a")),
+            ..Default::default()
         })
         .await
         .expect("produce");
@@ -437,6 +454,7 @@ async fn reads_below_the_lowest_offset_are_out_of_range() {
         client
             .produce(ProduceRequest {
                 record: Some(record(&[i])),
+                ..Default::default()
             })
             .await
             .expect("produce");
@@ -489,6 +507,7 @@ async fn invalid_produce_requests_are_refused_and_write_nothing() {
     let too_large = client
         .produce(ProduceRequest {
             record: Some(record(&vec![0; (1 << 16) + 1])),
+            ..Default::default()
         })
         .await
         .expect_err("too large");
@@ -499,7 +518,10 @@ async fn invalid_produce_requests_are_refused_and_write_nothing() {
         too_large.message()
     );
     let missing = client
-        .produce(ProduceRequest { record: None })
+        .produce(ProduceRequest {
+            record: None,
+            ..Default::default()
+        })
         .await
         .expect_err("no record");
     assert_eq!(missing.code(), Code::InvalidArgument);
@@ -521,6 +543,7 @@ async fn info_and_servers_describe_this_node() {
         client
             .produce(ProduceRequest {
                 record: Some(record(b"v")),
+                ..Default::default()
             })
             .await
             .expect("produce");
@@ -656,6 +679,7 @@ async fn records_persist_across_a_restart() {
         client
             .produce(ProduceRequest {
                 record: Some(record(&[i; 3])),
+                ..Default::default()
             })
             .await
             .expect("produce");
@@ -679,7 +703,8 @@ async fn records_persist_across_a_restart() {
     assert_eq!(
         client
             .produce(ProduceRequest {
-                record: Some(record(b"n"))
+                record: Some(record(b"n")),
+                ..Default::default()
             })
             .await
             .expect("produce")

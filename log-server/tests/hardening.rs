@@ -536,6 +536,7 @@ async fn undecodable_grpc_messages_get_resource_exhausted_and_invalid_argument()
             value: vec![0; 200 << 10].into(),
             ..Record::default()
         }),
+        ..Default::default()
     };
     let status = client
         .produce(oversize.clone())

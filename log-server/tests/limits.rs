@@ -66,6 +66,7 @@ async fn a_batch_over_the_record_cap_is_refused_over_grpc_and_http() {
     let status = client
         .produce_batch(ProduceBatchRequest {
             records: (0..over).map(|_| record(b"g")).collect(),
+            ..Default::default()
         })
         .await
         .expect_err("over the cap");
@@ -92,6 +93,7 @@ async fn a_batch_over_the_record_cap_is_refused_over_grpc_and_http() {
     let accepted = client
         .produce_batch(ProduceBatchRequest {
             records: (0..IN_FLIGHT).map(|_| record(b"g")).collect(),
+            ..Default::default()
         })
         .await
         .expect("a batch at the cap")
@@ -148,9 +150,11 @@ fn appends_beyond_the_in_flight_limit_are_refused_at_the_server() {
         let held = common::BlockingPoolHeld::hold().await;
         let big = big_client.produce_batch(ProduceBatchRequest {
             records: (0..IN_FLIGHT).map(|_| record(b"big")).collect(),
+            ..Default::default()
         });
         let small = small_client.produce(ProduceRequest {
             record: Some(record(b"small")),
+            ..Default::default()
         });
         let (refused, admitted_records) = match first_of(big, small).await {
             Either::Left((refused, small)) => {

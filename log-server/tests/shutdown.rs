@@ -78,6 +78,7 @@ fn shutdown_reports_not_serving_ends_streams_and_drains_in_flight_produces() {
             client
                 .produce(ProduceRequest {
                     record: Some(record(value)),
+                    ..Default::default()
                 })
                 .await
                 .expect("produce before shutdown");
@@ -108,6 +109,7 @@ fn shutdown_reports_not_serving_ends_streams_and_drains_in_flight_produces() {
             producer
                 .produce(ProduceRequest {
                     record: Some(record(b"in flight")),
+                    ..Default::default()
                 })
                 .await
         });
