@@ -1,10 +1,12 @@
 # proglog's entry point: CI (.ci/run) calls these same targets.
-.PHONY: test test-python lint verify bench compare fuzz-smoke doc cluster
+.PHONY: test test-python lint verify bench compare fuzz-smoke doc cluster image compose-up compose-down test-deploy
 
 CARGO ?= cargo
 
 # Every test in the workspace: unit, integration (nextest) and doc tests.
+# A fresh machine gets cargo-nextest installed first (a few minutes, once).
 test:
+	@$(CARGO) nextest --version >/dev/null 2>&1 || { echo "== installing cargo-nextest"; $(CARGO) install cargo-nextest --locked; }
 	$(CARGO) nextest run --workspace --no-tests=warn
 	$(CARGO) test --workspace --doc
 
@@ -60,3 +62,33 @@ fuzz-smoke:
 			-max_total_time=$(FUZZ_SECONDS) -print_final_stats=1) || failed="$$failed $$target"; \
 	done; \
 	if [ -n "$$failed" ]; then echo "fuzz-smoke: crashes in:$$failed (see fuzz/artifacts/)"; exit 1; fi
+
+# The workspace version, which tags the image.
+VERSION := $(shell awk -F'"' '/^\[workspace.package\]/ { p = 1; next } /^\[/ { p = 0 } p && /^version/ { print $$2; exit }' Cargo.toml)
+IMAGE ?= proglog:$(VERSION)
+# An explicit target keeps +crt-static off build scripts and proc macros.
+IMAGE_TARGET := x86_64-unknown-linux-gnu
+TARGET_DIR := $(or $(CARGO_TARGET_DIR),target)
+
+# The image from a static release binary, FROM scratch, built by the local
+# Docker engine with nothing pulled (deploy/Dockerfile, docs/deploy.md).
+image:
+	RUSTFLAGS='-C target-feature=+crt-static' $(CARGO) build --release --target $(IMAGE_TARGET) -p agent --bin proglog
+	bash deploy/stage-rootfs.sh $(TARGET_DIR)/$(IMAGE_TARGET)/release/proglog $(TARGET_DIR)/image-context
+	docker build -f deploy/Dockerfile --build-arg VERSION=$(VERSION) -t $(IMAGE) $(TARGET_DIR)/image-context
+	@docker image ls $(IMAGE)
+
+# Three nodes of $(IMAGE) with docker compose (TLS=1: mutual TLS and a
+# gossip key); RPC on 127.0.0.1:8411-8413. See deploy/compose.sh.
+compose-up:
+	PROGLOG_IMAGE=$(IMAGE) bash deploy/compose.sh up
+
+# Stops them and removes their containers, network and volumes (data too).
+compose-down:
+	PROGLOG_IMAGE=$(IMAGE) bash deploy/compose.sh down
+
+# The Helm chart rendered, linted and validated offline, and the three-node
+# container tests (an image of the debug binary unless PROGLOG_IMAGE is
+# set; skipped without a Docker engine). See tests/deploy/run.sh.
+test-deploy:
+	bash tests/deploy/run.sh
