@@ -39,10 +39,10 @@ if [ "$(cat "$stamp" 2>/dev/null || true)" != "$want" ]; then
     echo "$want" >"$stamp"
 fi
 
-# The binary for the test image: only when an engine will use it and no
-# image was named. `cargo build` is a no-op after `make test`.
-if [ -z "${PROGLOG_IMAGE:-}" ] && [ -z "${PROGLOG_BIN:-}" ] && docker info >/dev/null 2>&1; then
-    echo "== deploy tests: cargo build -p agent (for the test image)"
+# The binary the chart test runs with the rendered config and the container
+# tests put in their image. `cargo build` is a no-op after `make test`.
+if [ -z "${PROGLOG_BIN:-}" ]; then
+    echo "== deploy tests: cargo build -p agent"
     (cd "$root" && "${CARGO:-cargo}" build -q -p agent --bin proglog)
     target_dir="${CARGO_TARGET_DIR:-$root/target}"
     case "$target_dir" in /*) ;; *) target_dir="$root/$target_dir" ;; esac
