@@ -167,6 +167,9 @@ def test_pods_are_locked_down_and_stop_gracefully(case):
     assert c["securityContext"]["readOnlyRootFilesystem"] is True
     assert c["securityContext"]["allowPrivilegeEscalation"] is False
     assert c["securityContext"]["capabilities"]["drop"] == ["ALL"]
+    # No PROGLOG_SERVICE_HOST etc. from a Service named "proglog": the agent
+    # would refuse them as unknown config keys.
+    assert pod["enableServiceLinks"] is False
     mounts = {m["mountPath"] for m in c["volumeMounts"]}
     assert {"/data", "/tmp"} <= mounts  # the only writable places
     sleep = c["lifecycle"]["preStop"]["sleep"]["seconds"]
@@ -290,7 +293,10 @@ def test_the_agent_accepts_the_rendered_config_and_arguments(case, tmp_path):
         value = str(files.get(value, value))
         replaced.append(f"{name}={value}" if value else name)
     with tempfile.TemporaryFile() as log:
-        agent = subprocess.Popen([binary, *replaced], stdout=log, stderr=subprocess.STDOUT)
+        # The agent takes every PROGLOG_* variable as a config key (and
+        # refuses unknown ones such as PROGLOG_BIN): a pod has none.
+        env = {k: v for k, v in os.environ.items() if not k.startswith("PROGLOG_")}
+        agent = subprocess.Popen([binary, *replaced], stdout=log, stderr=subprocess.STDOUT, env=env)
         try:
             def healthy():
                 assert agent.poll() is None, "the agent exited"
