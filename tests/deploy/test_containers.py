@@ -72,8 +72,8 @@ def test_killing_the_leader_loses_no_acknowledged_record(cluster):
 
     with Producer(cluster, "during", lambda: followers) as producer:
         wait_for("acks before the kill", lambda: producer.acks() >= ACKS_PER_PHASE, ELECTION_BOUND_S)
+        cluster.kill(leader)  # returns once the process is gone
         killed_at = time.monotonic()
-        cluster.kill(leader)
         wait_for(
             f"a write acknowledged through {followers} after killing {leader}",
             lambda: producer.first_ack_sent_after(killed_at),
