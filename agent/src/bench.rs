@@ -1,13 +1,15 @@
 //! `proglog bench`: load a running server and report throughput and latency.
 //!
-//! Produce: the records are split over `--connections` HTTP/2 connections,
-//! each with one `ProduceStream` driven by a sender task and a receiver task.
-//! At most `--window` requests are unacknowledged per stream; a request's
-//! latency runs from the moment it is handed to the stream to its response.
-//! Responses come in request order, so the send instants form a queue.
+//! Produce: the records are split over `--connections` clients (each its
+//! own HTTP/2 connections), each with one pipelined producer (one
+//! `ProduceStream`, idempotent where the cluster supports it) driven by a
+//! sender task and a receiver task. At most `--window` records are
+//! unacknowledged per producer; a record's latency runs from the moment it
+//! is handed to the producer to its acknowledgement. Acknowledgements come
+//! in order, so the send instants form a queue.
 //!
 //! Consume: the produced offset range is cut into one contiguous slice per
-//! connection, each read with its own `ConsumeStream`.
+//! connection, each read with its own follow stream (`ConsumeStream`).
 
 use std::io::IsTerminal as _;
 use std::time::{Duration, Instant};
@@ -15,14 +17,14 @@ use std::time::{Duration, Instant};
 use anyhow::Context as _;
 use bytes::Bytes;
 use clap::Args;
+use futures_util::StreamExt as _;
 use indicatif::{ProgressBar, ProgressStyle};
-use proto::v1::{ConsumeRequest, ProduceRequest, Record};
+use proglog_client::Client;
 use serde::Serialize;
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
-use tokio_stream::wrappers::ReceiverStream;
 
-use crate::client::{Client, ConnectArgs, connect, status_error};
+use crate::client::{ConnectArgs, TraceParent, builder};
 
 /// Distinct value start positions in the payload pattern; prime, so record
 /// values do not line up with power-of-two sizes.
@@ -98,71 +100,52 @@ struct ProduceReport {
     offsets: Option<(u64, u64)>,
 }
 
-/// Produces records `first..first + count` over one stream.
+/// Produces records `first..first + count` through one producer.
 async fn produce_stream(
-    mut client: Client,
+    client: Client,
     first: u64,
     count: u64,
     window: usize,
     payload: Payload,
     progress: ProgressBar,
 ) -> anyhow::Result<ProduceReport> {
-    let (requests, requests_rx) = mpsc::channel::<ProduceRequest>(window);
-    // Each entry is one unacknowledged request, so the channel's capacity is
+    let producer = client.producer();
+    // Each entry is one unacknowledged record, so the channel's capacity is
     // the window: the sender waits for a slot before it takes the time.
-    let (sent, mut sent_rx) = mpsc::channel::<Instant>(window);
+    let (sent, mut sent_rx) = mpsc::channel(window);
     let sender = tokio::spawn(async move {
         for index in first..first + count {
             let Ok(slot) = sent.reserve().await else {
-                return;
+                return Ok(());
             };
-            slot.send(Instant::now());
-            let record = Record {
-                value: payload.value(index),
-                ..Record::default()
-            };
-            if requests
-                .send(ProduceRequest {
-                    record: Some(record),
-                    ..Default::default()
-                })
-                .await
-                .is_err()
-            {
-                return;
-            }
+            let at = Instant::now();
+            let ack = producer.send(payload.value(index)).await?;
+            slot.send((at, ack));
         }
+        Ok::<_, proglog_client::Error>(())
     });
-    let mut responses = client
-        .produce_stream(ReceiverStream::new(requests_rx))
-        .await
-        .map_err(status_error)?
-        .into_inner();
     let mut latencies_ns = Vec::with_capacity(usize::try_from(count).unwrap_or(0));
     let mut offsets = None;
-    while let Some(response) = responses.message().await.map_err(status_error)? {
-        let sent_at = sent_rx
-            .try_recv()
-            .context("a response came for a request that was not sent")?;
+    while let Some((sent_at, ack)) = sent_rx.recv().await {
+        let offset = ack.await?;
         latencies_ns.push(u64::try_from(sent_at.elapsed().as_nanos()).unwrap_or(u64::MAX));
         offsets = match offsets {
-            None => Some((response.offset, response.offset)),
+            None => Some((offset, offset)),
             Some((first_offset, last_offset)) => {
                 anyhow::ensure!(
-                    response.offset > last_offset,
-                    "offsets did not increase within a stream: {} after {last_offset}",
-                    response.offset
+                    offset > last_offset,
+                    "offsets did not increase within a stream: {offset} after {last_offset}"
                 );
-                Some((first_offset, response.offset))
+                Some((first_offset, offset))
             }
         };
         progress.inc(1);
     }
-    sender.await.context("the sender task failed")?;
+    sender.await.context("the sender task failed")??;
     let acknowledged = latencies_ns.len() as u64;
     anyhow::ensure!(
         acknowledged == count,
-        "the stream ended after {acknowledged} of {count} records"
+        "the producer stopped after {acknowledged} of {count} records"
     );
     Ok(ProduceReport {
         latencies_ns,
@@ -178,7 +161,7 @@ struct ConsumeReport {
 
 /// Reads offsets `from..from + count` over one stream.
 async fn consume_slice(
-    mut client: Client,
+    client: Client,
     from: u64,
     count: u64,
     progress: ProgressBar,
@@ -190,23 +173,14 @@ async fn consume_slice(
     if count == 0 {
         return Ok(report);
     }
-    let mut stream = client
-        .consume_stream(ConsumeRequest { offset: from })
-        .await
-        .map_err(status_error)?
-        .into_inner();
+    let mut stream = client.follow(from);
     while report.records < count {
-        let response = stream
-            .message()
-            .await
-            .map_err(status_error)?
-            .with_context(|| {
-                format!(
-                    "the stream ended after {} of {count} records",
-                    report.records
-                )
-            })?;
-        let record = response.record.context("a response without a record")?;
+        let record = stream.next().await.with_context(|| {
+            format!(
+                "the stream ended after {} of {count} records",
+                report.records
+            )
+        })??;
         let expected = from + report.records;
         anyhow::ensure!(
             record.offset == expected,
@@ -342,11 +316,17 @@ async fn join_all<T: 'static>(
 /// fewer records than it was given.
 pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     let connections = u64::from(args.connections).min(args.records);
+    let window = usize::try_from(args.window).unwrap_or(usize::MAX);
+    let trace = TraceParent::random();
     let mut clients = Vec::new();
     for _ in 0..connections {
-        clients.push(connect(&args.connect).await?);
+        // A client each: its own HTTP/2 connection to every node.
+        let client = builder(&args.connect, &trace)?
+            .in_flight_max(window)
+            .connect()
+            .await?;
+        clients.push(client);
     }
-    let window = usize::try_from(args.window).unwrap_or(usize::MAX);
     let payload = Payload::new(args.size);
 
     let progress = progress_bar(args.records, "produce");

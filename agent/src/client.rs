@@ -1,8 +1,11 @@
-//! Client subcommands: produce, consume, info, servers, and the connection
-//! helper [`connect`] that `bench` shares.
+//! Client subcommands: produce, consume, info, servers, and [`connect`],
+//! which `bench` and `cluster` share.
 //!
-//! Every command talks gRPC to one node. Server errors come back as
-//! `CODE: message` (see [`status_error`]), so a script can tell an
+//! Every command talks to the cluster through the `proglog-client` crate:
+//! `--addr` is a comma-separated list of seeds; writes follow the leader by
+//! themselves, and reads go to the first seed while it answers (so
+//! `consume --addr N` reads node N's copy), then to the others. Server
+//! errors come back as `CODE: message`, so a script can tell an
 //! `OUT_OF_RANGE` from an `UNAVAILABLE` without parsing the rest.
 
 pub(crate) mod connector;
@@ -10,35 +13,17 @@ pub(crate) mod connector;
 use std::io::{self, Write};
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Duration;
 
 use anyhow::Context as _;
 use base64::Engine as _;
 use bytes::Bytes;
 use clap::{Args, ValueEnum};
-use futures_util::FutureExt as _;
+use futures_util::{FutureExt as _, StreamExt as _};
 use opentelemetry::trace::{SpanId, TraceId};
 use opentelemetry_sdk::trace::{IdGenerator as _, RandomIdGenerator};
-use proto::v1::log_client::LogClient;
-use proto::v1::{
-    ConsumeBatchRequest, ConsumeRequest, GetLogInfoRequest, GetServersRequest, ProduceBatchRequest,
-    ProduceRequest, Record,
-};
+use proglog_client::{Client, ClientBuilder, ReadPreference, Record, TlsConfig};
 use serde::Serialize;
 use tokio::sync::{mpsc, oneshot};
-use tokio_stream::wrappers::ReceiverStream;
-use tonic::metadata::{Ascii, MetadataValue};
-use tonic::service::Interceptor;
-use tonic::service::interceptor::InterceptedService;
-use tonic::transport::{Channel, Endpoint};
-
-/// Longest a connection attempt may take: long enough for a busy node,
-/// short enough that a wrong address fails while the user still waits.
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
-
-/// Largest gRPC message the client sends or accepts. Above the server's
-/// default (16 MiB) so the server's limit is the one that applies.
-const MESSAGE_BYTES_MAX: usize = 64 << 20;
 
 /// Records asked for per `ConsumeBatch` page.
 const PAGE_RECORDS_MAX: u64 = 1000;
@@ -50,7 +35,9 @@ const STDIN_QUEUE_RECORDS: usize = 1024;
 /// Where the server is, and how to authenticate to it.
 #[derive(Debug, Clone, Args)]
 pub struct ConnectArgs {
-    /// Server address, HOST:PORT.
+    /// Nodes of the cluster, HOST:PORT, comma-separated: the first that
+    /// answers tells the client about the others and the leader. Writes go
+    /// to the leader; reads to the first address while it answers.
     #[arg(long, env = "PROGLOG_ADDR", default_value = "127.0.0.1:8400")]
     pub addr: String,
     /// PEM CA the server's certificate must chain to; turns TLS on.
@@ -135,17 +122,13 @@ pub struct InfoArgs {
     pub json: bool,
 }
 
-/// A connection to one node; every request carries the connection's
-/// [`TraceParent`].
-pub type Client = LogClient<InterceptedService<Channel, TraceParent>>;
-
-/// Sends a W3C `traceparent` on every request: a fresh random trace (and
-/// parent span) id per connection, marked sampled, so a node that exports
-/// spans records one command's requests as one trace.
+/// A W3C `traceparent` sent on every request of one command: a fresh
+/// random trace (and parent span) id, marked sampled, so a node that
+/// exports spans records one command's requests as one trace.
 #[derive(Debug, Clone)]
 pub struct TraceParent {
     trace_id: TraceId,
-    header: MetadataValue<Ascii>,
+    header: String,
 }
 
 impl TraceParent {
@@ -156,10 +139,13 @@ impl TraceParent {
     }
 
     fn new(trace_id: TraceId, span_id: SpanId) -> Self {
-        let text = format!("00-{trace_id}-{span_id}-01");
-        // Hex digits and dashes are always valid metadata.
-        let header = MetadataValue::try_from(text.as_str()).expect("ASCII traceparent");
+        let header = format!("00-{trace_id}-{span_id}-01");
         Self { trace_id, header }
+    }
+
+    /// The `traceparent` header value.
+    pub fn header(&self) -> &str {
+        &self.header
     }
 
     /// The trace id, as 32 hex digits (as the node logs it).
@@ -168,116 +154,77 @@ impl TraceParent {
     }
 }
 
-impl Interceptor for TraceParent {
-    fn call(
-        &mut self,
-        mut request: tonic::Request<()>,
-    ) -> Result<tonic::Request<()>, tonic::Status> {
-        request
-            .metadata_mut()
-            .insert("traceparent", self.header.clone());
-        Ok(request)
+impl ConnectArgs {
+    /// The seed addresses of `--addr`.
+    pub fn seeds(&self) -> Vec<String> {
+        self.addr
+            .split(',')
+            .map(str::trim)
+            .filter(|a| !a.is_empty())
+            .map(str::to_owned)
+            .collect()
+    }
+
+    /// The client's TLS settings from the flags (files read now, each named
+    /// in its error), or `None` for plaintext.
+    ///
+    /// # Errors
+    /// A TLS file is missing or invalid.
+    pub fn tls(&self) -> anyhow::Result<Option<TlsConfig>> {
+        let Some(ca_file) = &self.ca_file else {
+            return Ok(None);
+        };
+        let tls = auth::ClientTlsConfig {
+            ca_file: ca_file.clone(),
+            cert_file: self.cert_file.clone(),
+            key_file: self.key_file.clone(),
+            server_name: self.tls_server_name.clone(),
+        }
+        .load()?;
+        Ok(Some(TlsConfig::from_rustls(
+            Arc::clone(&tls.config),
+            tls.server_name,
+        )))
     }
 }
 
-/// Connects to the node at `args.addr` (a `HOST:PORT`, or a full
-/// `http://` URL); requests carry a new random [`TraceParent`].
-///
-/// Each call opens its own HTTP/2 connection (and trace), so callers that
-/// want several connections (bench) call it several times.
+/// A client builder for the seeds of `--addr`: reads prefer the first
+/// seed, and every request carries `trace` as its `traceparent`.
 ///
 /// # Errors
-/// The address is malformed, or nothing answers there within
-/// the connect timeout (5 s); the message names the address.
-pub async fn connect(args: &ConnectArgs) -> anyhow::Result<Client> {
-    let addr = &args.addr;
-    let tls = match &args.ca_file {
-        Some(ca_file) => Some(Arc::new(
-            auth::ClientTlsConfig {
-                ca_file: ca_file.clone(),
-                cert_file: args.cert_file.clone(),
-                key_file: args.key_file.clone(),
-                server_name: args.tls_server_name.clone(),
-            }
-            .load()?,
-        )),
-        None => None,
-    };
-    let scheme = if tls.is_some() { "https" } else { "http" };
-    let uri = match addr.split_once("://") {
-        Some((given, _)) if given != scheme => anyhow::bail!(
-            "invalid address {addr:?}: {given}:// does not match {} (use HOST:PORT)",
-            if tls.is_some() {
-                "--ca-file (TLS)"
-            } else {
-                "a plaintext connection (no --ca-file)"
-            }
-        ),
-        Some(_) => addr.clone(),
-        None => format!("{scheme}://{addr}"),
-    };
-    let endpoint = Endpoint::from_shared(uri)
-        .with_context(|| format!("invalid address {addr:?}: expected HOST:PORT"))?
-        .connect_timeout(CONNECT_TIMEOUT);
-    let presents_certificate = args.cert_file.is_some();
-    let connecting = async {
-        match tls {
-            Some(tls) => {
-                endpoint
-                    .connect_with_connector(connector::tls(tls, presents_certificate))
-                    .await
-            }
-            None => {
-                endpoint
-                    .connect_with_connector(connector::plaintext())
-                    .await
-            }
-        }
-    };
-    // The outer timeout also covers a peer that accepts TCP but never
-    // completes the TLS or HTTP/2 handshake.
-    let channel = match tokio::time::timeout(CONNECT_TIMEOUT, connecting).await {
-        Ok(connected) => {
-            connected.map_err(|e| anyhow::anyhow!("cannot connect to {addr}: {}", chain(&e)))?
-        }
-        Err(_) => anyhow::bail!("cannot connect to {addr}: no answer within {CONNECT_TIMEOUT:?}"),
-    };
-    let trace = TraceParent::random();
-    tracing::debug!(trace_id = %trace.trace_id(), addr = %addr, "connected");
-    Ok(LogClient::with_interceptor(channel, trace)
-        .max_decoding_message_size(MESSAGE_BYTES_MAX)
-        .max_encoding_message_size(MESSAGE_BYTES_MAX))
+/// No seed given, or TLS files unusable.
+pub fn builder(args: &ConnectArgs, trace: &TraceParent) -> anyhow::Result<ClientBuilder> {
+    let seeds = args.seeds();
+    let first = seeds
+        .first()
+        .cloned()
+        .with_context(|| format!("invalid address {:?}: expected HOST:PORT", args.addr))?;
+    let mut builder = Client::builder(seeds)
+        .read_preference(ReadPreference::Node(first))
+        .header("traceparent", trace.header());
+    if let Some(tls) = args.tls()? {
+        builder = builder.tls(tls);
+    }
+    Ok(builder)
 }
 
-/// A gRPC status as `CODE: message`, followed by the transport's cause when
-/// the status came from the connection rather than the server.
+/// Connects to the cluster through the seeds of `--addr` (see [`builder`]).
 ///
-/// tonic's own `Display` also prints details and metadata, which is noise
-/// on a terminal.
-pub fn status_error(status: tonic::Status) -> anyhow::Error {
-    let code = proto::code_name(status.code());
-    match std::error::Error::source(&status) {
-        Some(cause) => anyhow::anyhow!("{code}: {}: {}", status.message(), chain(cause)),
-        None => anyhow::anyhow!("{code}: {}", status.message()),
-    }
+/// # Errors
+/// As [`builder`], or no seed answers once the retry policy gives up; the
+/// message names the address.
+pub async fn connect_traced(args: &ConnectArgs, trace: &TraceParent) -> anyhow::Result<Client> {
+    let client = builder(args, trace)?.connect().await?;
+    tracing::debug!(trace_id = %trace.trace_id(), addr = %args.addr, "connected");
+    Ok(client)
 }
 
-/// An error and its causes joined by `: `, each said once (hyper and tonic
-/// wrap some causes in an error with the same text).
-fn chain(error: &(dyn std::error::Error + 'static)) -> String {
-    let mut text = error.to_string();
-    let mut last = text.clone();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        let cause_text = cause.to_string();
-        if cause_text != last {
-            text.push_str(": ");
-            text.push_str(&cause_text);
-            last = cause_text;
-        }
-        source = cause.source();
-    }
-    text
+/// As [`connect_traced`], with a new random trace.
+///
+/// # Errors
+/// As [`connect_traced`].
+pub async fn connect(args: &ConnectArgs) -> anyhow::Result<Client> {
+    connect_traced(args, &TraceParent::random()).await
 }
 
 /// Stdout, buffered; flushed when the command would otherwise wait.
@@ -291,76 +238,78 @@ fn stdout() -> io::BufWriter<io::Stdout> {
 /// Connection or server errors; records acknowledged before a failure have
 /// their offsets printed first.
 pub async fn produce(args: ProduceArgs) -> anyhow::Result<()> {
-    let addr = args.connect.addr.clone();
-    let mut client = connect(&args.connect).await?;
+    let client = connect(&args.connect).await?;
     let mut out = stdout();
     let result = if args.values.is_empty() {
-        produce_stdin(&mut client, &mut out).await
+        produce_stdin(&client, &mut out).await
     } else {
-        produce_values(&mut client, args.values, &mut out).await
+        produce_values(&client, args.values, &mut out).await
     };
     let flushed = out.flush().context("writing offsets to stdout");
-    result.with_context(|| format!("producing to {addr}"))?;
+    result.with_context(|| format!("producing to {}", args.connect.addr))?;
     flushed
 }
 
 /// Appends `values` as one batch: dense offsets, one round trip.
 async fn produce_values(
-    client: &mut Client,
+    client: &Client,
     values: Vec<String>,
     out: &mut impl Write,
 ) -> anyhow::Result<()> {
-    let records = values
-        .into_iter()
-        .map(|value| Record {
-            value: Bytes::from(value),
-            ..Record::default()
-        })
-        .collect();
-    let response = client
-        .produce_batch(ProduceBatchRequest {
-            records,
-            ..Default::default()
-        })
-        .await
-        .map_err(status_error)?
-        .into_inner();
-    for offset in response.base_offset..response.base_offset + response.count {
+    let offsets = client
+        .produce_batch(values.into_iter().map(Bytes::from).collect())
+        .await?;
+    for offset in offsets {
         writeln!(out, "{offset}").context("writing offsets to stdout")?;
     }
     Ok(())
 }
 
-/// Streams stdin lines over one `ProduceStream`: a reader thread feeds the
-/// request stream while this task prints offsets as they come back.
-async fn produce_stdin(client: &mut Client, out: &mut impl Write) -> anyhow::Result<()> {
-    let (requests, requests_rx) = mpsc::channel(STDIN_QUEUE_RECORDS);
+/// Streams stdin lines through one pipelined producer: a reader thread
+/// feeds it while this task prints offsets as they come back, in order.
+async fn produce_stdin(client: &Client, out: &mut impl Write) -> anyhow::Result<()> {
+    let (lines, mut lines_rx) = mpsc::channel::<Bytes>(STDIN_QUEUE_RECORDS);
     let (read_done, read_result) = oneshot::channel();
     // A plain thread, not `spawn_blocking`: a read blocked on an idle stdin
     // must not keep the runtime from shutting down after an error.
     std::thread::spawn(move || {
-        let _ = read_done.send(read_lines(io::stdin().lock(), &requests));
+        let _ = read_done.send(read_lines(io::stdin().lock(), &lines));
     });
-    let mut responses = client
-        .produce_stream(ReceiverStream::new(requests_rx))
-        .await
-        .map_err(status_error)?
-        .into_inner();
+    let producer = client.producer();
+    let (acks, mut acks_rx) = mpsc::channel(STDIN_QUEUE_RECORDS);
+    tokio::spawn(async move {
+        while let Some(line) = lines_rx.recv().await {
+            let Ok(ack) = producer.send(line).await else {
+                return;
+            };
+            if acks.send(ack).await.is_err() {
+                return;
+            }
+        }
+    });
     let mut acknowledged = 0u64;
     loop {
         // Flush only when the next offset is not already here, so a large
         // stdin is not one write per line and a terminal still sees each.
-        let next = match responses.message().now_or_never() {
-            Some(next) => next,
+        let mut ack = match acks_rx.recv().now_or_never() {
+            Some(Some(ack)) => ack,
+            Some(None) => break,
             None => {
                 out.flush().context("writing offsets to stdout")?;
-                responses.message().await
+                match acks_rx.recv().await {
+                    Some(ack) => ack,
+                    None => break,
+                }
             }
         };
-        let Some(response) = next.map_err(status_error)? else {
-            break;
+        let offset = match (&mut ack).now_or_never() {
+            Some(offset) => offset,
+            None => {
+                out.flush().context("writing offsets to stdout")?;
+                ack.await
+            }
         };
-        writeln!(out, "{}", response.offset).context("writing offsets to stdout")?;
+        writeln!(out, "{}", offset?).context("writing offsets to stdout")?;
         acknowledged += 1;
     }
     let sent = read_result
@@ -369,17 +318,14 @@ async fn produce_stdin(client: &mut Client, out: &mut impl Write) -> anyhow::Res
         .context("reading stdin")?;
     anyhow::ensure!(
         acknowledged == sent,
-        "the server ended the stream after {acknowledged} of {sent} records"
+        "the cluster acknowledged {acknowledged} of {sent} records"
     );
     Ok(())
 }
 
 /// Sends one produce request per line of `input` until it ends; returns how
 /// many were sent.
-fn read_lines(
-    mut input: impl io::BufRead,
-    requests: &mpsc::Sender<ProduceRequest>,
-) -> io::Result<u64> {
+fn read_lines(mut input: impl io::BufRead, requests: &mpsc::Sender<Bytes>) -> io::Result<u64> {
     let mut sent = 0;
     loop {
         let mut line = Vec::new();
@@ -392,18 +338,8 @@ fn read_lines(
                 line.pop();
             }
         }
-        let record = Record {
-            value: Bytes::from(line),
-            ..Record::default()
-        };
-        if requests
-            .blocking_send(ProduceRequest {
-                record: Some(record),
-                ..Default::default()
-            })
-            .is_err()
-        {
-            // The stream is gone; the response side reports why.
+        if requests.blocking_send(Bytes::from(line)).is_err() {
+            // The producer is gone; the response side reports why.
             return Ok(sent);
         }
         sent += 1;
@@ -456,9 +392,9 @@ impl From<io::Error> for Stop {
     }
 }
 
-impl From<tonic::Status> for Stop {
-    fn from(status: tonic::Status) -> Self {
-        Self::Failed(status_error(status))
+impl From<proglog_client::Error> for Stop {
+    fn from(error: proglog_client::Error) -> Self {
+        Self::Failed(error.into())
     }
 }
 
@@ -469,21 +405,19 @@ impl From<tonic::Status> for Stop {
 /// when `--from` is outside it.
 pub async fn consume(args: ConsumeArgs) -> anyhow::Result<()> {
     let addr = &args.connect.addr;
-    let mut client = connect(&args.connect).await?;
+    let client = connect(&args.connect).await?;
     let info = client
-        .get_log_info(GetLogInfoRequest {})
+        .log_info()
         .await
-        .map_err(status_error)
-        .with_context(|| format!("asking {addr} for the log's offsets"))?
-        .into_inner();
+        .with_context(|| format!("asking {addr} for the log's offsets"))?;
     let from = args.from.unwrap_or(info.lowest_offset);
     let limit = args.limit.unwrap_or(u64::MAX);
     let mut out = stdout();
     let result = if args.follow {
-        consume_follow(&mut client, from, limit, args.output, &mut out).await
+        consume_follow(&client, from, limit, args.output, &mut out).await
     } else {
         consume_pages(
-            &mut client,
+            &client,
             from,
             info.commit_offset,
             limit,
@@ -505,7 +439,7 @@ pub async fn consume(args: ConsumeArgs) -> anyhow::Result<()> {
 
 /// Reads `[from, end)` (at most `limit` records) in `ConsumeBatch` pages.
 async fn consume_pages(
-    client: &mut Client,
+    client: &Client,
     from: u64,
     end: u64,
     limit: u64,
@@ -520,12 +454,9 @@ async fn consume_pages(
         let wanted = remaining
             .min(end.saturating_sub(next))
             .clamp(1, PAGE_RECORDS_MAX);
-        let request = ConsumeBatchRequest {
-            from_offset: next,
-            max_records: u32::try_from(wanted).unwrap_or(u32::MAX),
-            max_bytes: 0,
-        };
-        let page = client.consume_batch(request).await?.into_inner();
+        let page = client
+            .consume_batch(next, u32::try_from(wanted).unwrap_or(u32::MAX), 0)
+            .await?;
         // Records committed after the start are left for the next run.
         let records: Vec<_> = page
             .records
@@ -550,10 +481,10 @@ async fn consume_pages(
     Ok(())
 }
 
-/// Reads from `from` with `ConsumeStream`, following the tail until `limit`
-/// records or Ctrl-C.
+/// Reads from `from` on, following the tail (and failing over to another
+/// node when this one goes) until `limit` records or Ctrl-C.
 async fn consume_follow(
-    client: &mut Client,
+    client: &Client,
     from: u64,
     limit: u64,
     format: OutputFormat,
@@ -562,32 +493,24 @@ async fn consume_follow(
     if limit == 0 {
         return Ok(());
     }
-    let mut records = client
-        .consume_stream(ConsumeRequest { offset: from })
-        .await?
-        .into_inner();
+    let mut records = client.follow(from);
     let interrupted = tokio::signal::ctrl_c();
     tokio::pin!(interrupted);
     let mut remaining = limit;
     loop {
-        let next = match records.message().now_or_never() {
+        let next = match records.next().now_or_never() {
             Some(next) => next,
             None => {
                 // Caught up: show what we have, then wait for more.
                 out.flush()?;
                 tokio::select! {
-                    next = records.message() => next,
+                    next = records.next() => next,
                     _ = &mut interrupted => return Ok(()),
                 }
             }
         };
-        let Some(response) = next? else { return Ok(()) };
-        let Some(record) = response.record else {
-            return Err(Stop::Failed(anyhow::anyhow!(
-                "the server sent a response without a record"
-            )));
-        };
-        write_record(out, &record, format)?;
+        let Some(record) = next else { return Ok(()) };
+        write_record(out, &record?, format)?;
         remaining -= 1;
         if remaining == 0 {
             return Ok(());
@@ -610,13 +533,11 @@ struct InfoJson {
 /// # Errors
 /// Connection or server errors.
 pub async fn info(args: InfoArgs) -> anyhow::Result<()> {
-    let mut client = connect(&args.connect).await?;
+    let client = connect(&args.connect).await?;
     let info = client
-        .get_log_info(GetLogInfoRequest {})
+        .log_info()
         .await
-        .map_err(status_error)
-        .with_context(|| format!("asking {} for the log's offsets", args.connect.addr))?
-        .into_inner();
+        .with_context(|| format!("asking {} for the log's offsets", args.connect.addr))?;
     let text = if args.json {
         let json = InfoJson {
             lowest_offset: info.lowest_offset,
@@ -661,19 +582,16 @@ struct ServersJson {
 /// # Errors
 /// Connection or server errors.
 pub async fn servers(args: InfoArgs) -> anyhow::Result<()> {
-    let mut client = connect(&args.connect).await?;
+    let client = connect(&args.connect).await?;
     let servers = client
-        .get_servers(GetServersRequest {})
+        .servers()
         .await
-        .map_err(status_error)
-        .with_context(|| format!("asking {} for the servers", args.connect.addr))?
-        .into_inner()
-        .servers;
+        .with_context(|| format!("asking {} for the servers", args.connect.addr))?;
     let text = if args.json {
         let servers: Vec<_> = servers
             .into_iter()
             .map(|s| ServerJson {
-                id: s.id,
+                id: s.name,
                 node_id: s.node_id,
                 rpc_addr: s.rpc_addr,
                 state: s.state,
@@ -686,7 +604,7 @@ pub async fn servers(args: InfoArgs) -> anyhow::Result<()> {
             .into_iter()
             .map(|s| {
                 [
-                    s.id,
+                    s.name,
                     s.node_id.to_string(),
                     s.rpc_addr,
                     s.state,
@@ -737,8 +655,8 @@ mod tests {
         let sent = read_lines(input, &requests).expect("read");
         drop(requests);
         let mut values = Vec::new();
-        while let Ok(request) = received.try_recv() {
-            values.push(request.record.expect("record").value);
+        while let Ok(value) = received.try_recv() {
+            values.push(value);
         }
         assert_eq!(sent, 4);
         assert_eq!(values, [&b"one"[..], b"two", b"", b"last"]);
@@ -760,14 +678,13 @@ mod tests {
     }
 
     #[test]
-    fn every_request_carries_the_connections_traceparent() {
-        let mut trace = TraceParent::new(
+    fn every_request_carries_the_commands_traceparent() {
+        let trace = TraceParent::new(
             TraceId::from(0x4bf9_2f35_77b3_4da6_a3ce_929d_0e0e_4736),
             SpanId::from(0x00f0_67aa_0ba9_02b7),
         );
-        let request = trace.call(tonic::Request::new(())).expect("interceptor");
         assert_eq!(
-            request.metadata().get("traceparent").expect("traceparent"),
+            trace.header(),
             "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
         );
         assert_eq!(trace.trace_id(), "4bf92f3577b34da6a3ce929d0e0e4736");
@@ -778,9 +695,15 @@ mod tests {
     }
 
     #[test]
-    fn a_status_prints_as_code_and_message() {
-        let error = status_error(tonic::Status::out_of_range("offset 9 is out of range"));
-        assert_eq!(error.to_string(), "OUT_OF_RANGE: offset 9 is out of range");
+    fn addr_is_a_comma_separated_seed_list() {
+        let args = ConnectArgs {
+            addr: "n1:8400, n2:8400,,n3:8400".to_owned(),
+            ca_file: None,
+            cert_file: None,
+            key_file: None,
+            tls_server_name: None,
+        };
+        assert_eq!(args.seeds(), ["n1:8400", "n2:8400", "n3:8400"]);
     }
 
     #[test]

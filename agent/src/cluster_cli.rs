@@ -1,6 +1,9 @@
 //! `proglog cluster`: status, leadership transfer and voter removal of a
 //! replicated cluster, over `proglog.v1.Cluster` (the `admin` action).
-//! Transfer and removal go to the leader, found through the node given.
+//! Status asks the first node of `--addr` that answers; transfer and
+//! removal go to the leader, found through it. Connections are the client
+//! crate's (TLS as for every command); only `admin` is needed, so the
+//! cluster is learned from `Status`, not `GetServers`.
 
 use std::io::Write as _;
 
@@ -54,48 +57,52 @@ pub enum ClusterCommand {
     },
 }
 
-async fn connect(addr: &str, args: &ConnectArgs) -> anyhow::Result<ClusterClient<Channel>> {
-    let tls = match &args.ca_file {
-        Some(ca_file) => Some(
-            auth::ClientTlsConfig {
-                ca_file: ca_file.clone(),
-                cert_file: args.cert_file.clone(),
-                key_file: args.key_file.clone(),
-                server_name: args.tls_server_name.clone(),
-            }
-            .load()?,
-        ),
-        None => None,
-    };
-    let channel = crate::raft_transport::PeerTls::from_client(tls.map(std::sync::Arc::new))
-        .connect(addr)
-        .await
-        .with_context(|| format!("cannot connect to {addr}"))?;
-    Ok(ClusterClient::new(channel))
+/// A client for the seeds of `--addr` that dials on demand.
+fn client(args: &ConnectArgs) -> anyhow::Result<proglog_client::Client> {
+    let trace = crate::client::TraceParent::random();
+    Ok(crate::client::builder(args, &trace)?.connect_lazy()?)
 }
 
 fn status_error(status: tonic::Status) -> anyhow::Error {
     anyhow::anyhow!("{}: {}", proto::code_name(status.code()), status.message())
 }
 
-async fn status_of(client: &mut ClusterClient<Channel>) -> anyhow::Result<ClusterStatusResponse> {
-    Ok(client
-        .status(ClusterStatusRequest {})
-        .await
-        .map_err(status_error)?
-        .into_inner())
+/// The first seed's answer to `Status`, trying each seed in turn.
+async fn status_of_any(
+    client: &proglog_client::Client,
+    args: &ConnectArgs,
+) -> anyhow::Result<(String, ClusterStatusResponse)> {
+    let mut last = None;
+    for seed in args.seeds() {
+        let mut cluster = ClusterClient::new(client.channel(&seed)?);
+        match cluster.status(ClusterStatusRequest {}).await {
+            Ok(status) => return Ok((seed, status.into_inner())),
+            Err(status) => {
+                let error = proglog_client::Error::from(status);
+                let error = match error {
+                    proglog_client::Error::Connect { message, .. } => {
+                        anyhow::anyhow!("cannot connect to {seed}: {message}")
+                    }
+                    other => anyhow::Error::new(other),
+                };
+                last = Some(error);
+            }
+        }
+    }
+    Err(last.unwrap_or_else(|| anyhow::anyhow!("no address given")))
 }
 
-/// A client to the leader, found through the node at `args.connect.addr`.
+/// A client of `proglog.v1.Cluster` at the leader, found through the
+/// seeds' `Status`.
 async fn leader(args: &ConnectArgs) -> anyhow::Result<ClusterClient<Channel>> {
-    let mut client = connect(&args.addr, args).await?;
-    let status = status_of(&mut client).await?;
+    let client = client(args)?;
+    let (seed, status) = status_of_any(&client, args).await?;
     anyhow::ensure!(
         status.leader_id != 0,
         "no leader is elected yet; retry shortly"
     );
     if status.leader_id == status.node_id {
-        return Ok(client);
+        return Ok(ClusterClient::new(client.channel(&seed)?));
     }
     let addr = status
         .peers
@@ -109,7 +116,7 @@ async fn leader(args: &ConnectArgs) -> anyhow::Result<ClusterClient<Channel>> {
                 status.leader_id
             )
         })?;
-    connect(&addr, args).await
+    Ok(ClusterClient::new(client.channel(&addr)?))
 }
 
 /// Runs `proglog cluster`.
@@ -119,8 +126,7 @@ async fn leader(args: &ConnectArgs) -> anyhow::Result<ClusterClient<Channel>> {
 pub async fn run(args: ClusterArgs) -> anyhow::Result<()> {
     let text = match args.command {
         ClusterCommand::Status { json, connect: to } => {
-            let mut client = connect(&to.addr, &to).await?;
-            let status = status_of(&mut client).await?;
+            let (_, status) = status_of_any(&client(&to)?, &to).await?;
             if json {
                 format!("{}\n", status_json(&status))
             } else {
