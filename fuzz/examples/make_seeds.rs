@@ -14,6 +14,7 @@ fn record(kind: RecordKind, term: u64, value: &[u8]) -> Record {
         term,
         timestamp_ms: 1_700_000_000_000 + term,
         kind,
+        producer: None,
         value: value.to_vec(),
     }
 }

@@ -229,6 +229,10 @@ fn generate_frames(first_offset: u64, specs: &[u8]) -> (Vec<u8>, Vec<u32>) {
             } else {
                 RecordKind::Data
             },
+            producer: (i % 3 == 1).then_some(log_core::Producer {
+                id: i as u64 + 1,
+                sequence: i as u64,
+            }),
             value: (0..len).map(|j| payload_byte(i, j)).collect(),
         };
         positions.push(u32::try_from(out.len()).unwrap_or(u32::MAX));
@@ -438,6 +442,7 @@ mod tests {
             term: 9,
             timestamp_ms: 77,
             kind: RecordKind::Internal,
+            producer: None,
             value: b"abc".to_vec(),
         };
         let mut buf = Vec::new();

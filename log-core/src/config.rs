@@ -1,7 +1,7 @@
 //! Log configuration and its validation.
 
 use crate::index::ENTRY_BYTES;
-use crate::record::FRAME_HEADER_BYTES;
+use crate::record::FRAME_OVERHEAD_MAX;
 
 /// When appended records are forced to stable storage.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -95,7 +95,7 @@ impl Config {
     /// # Errors
     /// The first field that is out of range, named.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        let header = FRAME_HEADER_BYTES as u64;
+        let header = FRAME_OVERHEAD_MAX as u64;
         if self.record_bytes_max == 0 || self.record_bytes_max > u64::from(u32::MAX) {
             return reject("record_bytes_max", format!("must be in 1..={}", u32::MAX));
         }

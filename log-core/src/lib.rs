@@ -49,6 +49,7 @@ pub use index::ENTRY_BYTES as INDEX_ENTRY_BYTES;
 pub use log::{Deferred, Log, OFFSET_LIMIT, SyncTicket};
 pub use reader::LogReader;
 pub use record::{
-    FRAME_HEADER_BYTES, FRAME_VERSION, FrameError, FrameMeta, Record, RecordKind, check_frame,
-    decode_frame, encode_frame, now_ms,
+    FRAME_HEADER_BYTES, FRAME_OVERHEAD_MAX, FRAME_VERSION, FrameError, FrameMeta,
+    PRODUCER_HEADER_BYTES, Producer, Record, RecordKind, check_frame, decode_frame, encode_frame,
+    now_ms,
 };

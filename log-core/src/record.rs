@@ -11,8 +11,9 @@
 //! 24  u64  timestamp, milliseconds since the Unix epoch
 //! 32  u8   kind
 //! 33  u8   format version (1)
-//! 34  [u8; 2] reserved, zero
-//! 36  payload
+//! 34  u8   flags: bit 0 = the payload starts with a producer header
+//! 35  u8   reserved, zero
+//! 36  payload: [producer id u64, sequence u64] if flagged, then the value
 //! ```
 //!
 //! The checksum covers the length and the header as well as the payload: a
@@ -28,6 +29,16 @@ pub const FRAME_HEADER_BYTES: usize = 36;
 /// The frame format version written by this crate.
 pub const FRAME_VERSION: u8 = 1;
 
+/// Bytes of the producer header a record with a [`Producer`] carries at the
+/// start of its payload.
+pub const PRODUCER_HEADER_BYTES: usize = 16;
+
+/// Most bytes a frame adds to its value: the header, and a producer header.
+pub const FRAME_OVERHEAD_MAX: usize = FRAME_HEADER_BYTES + PRODUCER_HEADER_BYTES;
+
+/// Flags bit: the payload starts with a producer header.
+const FLAG_PRODUCER: u8 = 1;
+
 const LENGTH_AT: usize = 0;
 const CRC_AT: usize = 4;
 const OFFSET_AT: usize = 8;
@@ -35,9 +46,10 @@ const TERM_AT: usize = 16;
 const TIMESTAMP_AT: usize = 24;
 const KIND_AT: usize = 32;
 const VERSION_AT: usize = 33;
-const RESERVED_AT: usize = 34;
+const FLAGS_AT: usize = 34;
+const RESERVED_AT: usize = 35;
 
-const _: () = assert!(RESERVED_AT + 2 == FRAME_HEADER_BYTES);
+const _: () = assert!(RESERVED_AT + 1 == FRAME_HEADER_BYTES);
 const _: () = assert!(CRC_AT + 4 == OFFSET_AT);
 
 /// What a record holds, so one engine can store user data and Raft entries.
@@ -80,11 +92,25 @@ pub struct Record {
     pub timestamp_ms: u64,
     /// User data or internal entry.
     pub kind: RecordKind,
+    /// Who appended it, for idempotent produce (deduplication of resent
+    /// records); `None` for most records.
+    pub producer: Option<Producer>,
     /// The payload. Shared, not copied: a read batch's values are slices
     /// of one buffer, and a server can hand them on as they are. So a value
     /// kept from a read keeps its whole batch's buffer alive; copy it
     /// (`Bytes::copy_from_slice`) to keep one small value for long.
     pub value: Bytes,
+}
+
+/// The producer of a record and the record's sequence number among that
+/// producer's records: stored with the record so every replica (and a
+/// restarted node) can tell a resent record from a new one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Producer {
+    /// The producer's id (nonzero; chosen by the producer).
+    pub id: u64,
+    /// The record's sequence number.
+    pub sequence: u64,
 }
 
 impl Record {
@@ -95,13 +121,23 @@ impl Record {
             term: 0,
             timestamp_ms: now_ms(),
             kind: RecordKind::Data,
+            producer: None,
             value: value.into(),
         }
     }
 
     /// The number of bytes this record takes in a store.
     pub fn frame_bytes(&self) -> usize {
-        FRAME_HEADER_BYTES + self.value.len()
+        FRAME_HEADER_BYTES + self.payload_bytes()
+    }
+
+    fn payload_bytes(&self) -> usize {
+        let header = if self.producer.is_some() {
+            PRODUCER_HEADER_BYTES
+        } else {
+            0
+        };
+        header + self.value.len()
     }
 }
 
@@ -118,9 +154,9 @@ pub fn now_ms() -> u64 {
 /// record limit (always far below that) before encoding.
 pub fn encode_frame(record: &Record, offset: u64, out: &mut Vec<u8>) {
     let length =
-        u32::try_from(record.value.len()).expect("record limit is checked before encoding");
+        u32::try_from(record.payload_bytes()).expect("record limit is checked before encoding");
     let start = out.len();
-    out.reserve(FRAME_HEADER_BYTES + record.value.len());
+    out.reserve(record.frame_bytes());
     out.extend_from_slice(&length.to_le_bytes());
     out.extend_from_slice(&[0; 4]);
     out.extend_from_slice(&offset.to_le_bytes());
@@ -128,7 +164,16 @@ pub fn encode_frame(record: &Record, offset: u64, out: &mut Vec<u8>) {
     out.extend_from_slice(&record.timestamp_ms.to_le_bytes());
     out.push(record.kind as u8);
     out.push(FRAME_VERSION);
-    out.extend_from_slice(&[0; 2]);
+    out.push(if record.producer.is_some() {
+        FLAG_PRODUCER
+    } else {
+        0
+    });
+    out.push(0);
+    if let Some(producer) = record.producer {
+        out.extend_from_slice(&producer.id.to_le_bytes());
+        out.extend_from_slice(&producer.sequence.to_le_bytes());
+    }
     out.extend_from_slice(&record.value);
     let crc = frame_crc(&out[start..]);
     out[start + CRC_AT..start + OFFSET_AT].copy_from_slice(&crc.to_le_bytes());
@@ -181,15 +226,16 @@ pub struct FrameMeta {
 /// Checks the frame at the start of `bytes` (length, checksum, fields) without
 /// copying its payload.
 ///
-/// Never panics, whatever `bytes` holds; `payload_bytes_max` bounds the length
-/// field so a corrupt length cannot make the caller read gigabytes.
-pub fn check_frame(bytes: &[u8], payload_bytes_max: u64) -> Result<FrameMeta, FrameError> {
+/// Never panics, whatever `bytes` holds; `value_bytes_max` (the record
+/// limit) bounds the length field so a corrupt length cannot make the
+/// caller read gigabytes.
+pub fn check_frame(bytes: &[u8], value_bytes_max: u64) -> Result<FrameMeta, FrameError> {
     let Some(header) = bytes.get(..FRAME_HEADER_BYTES) else {
         return Err(FrameError::Incomplete { needed: None });
     };
     let length = u64::from(read_u32(header, LENGTH_AT));
     let frame_bytes = FRAME_HEADER_BYTES as u64 + length;
-    if length > payload_bytes_max {
+    if length > value_bytes_max.saturating_add(PRODUCER_HEADER_BYTES as u64) {
         // Checked before the checksum: a torn or corrupt length must not make
         // us treat the rest of the file as one record.
         return Err(FrameError::Invalid("length above the record limit"));
@@ -211,8 +257,24 @@ pub fn check_frame(bytes: &[u8], payload_bytes_max: u64) -> Result<FrameMeta, Fr
     if frame[VERSION_AT] != FRAME_VERSION {
         return Err(FrameError::Invalid("unknown frame version"));
     }
-    if frame[RESERVED_AT..FRAME_HEADER_BYTES] != [0, 0] {
-        return Err(FrameError::Invalid("reserved bytes are not zero"));
+    if frame[FLAGS_AT] & !FLAG_PRODUCER != 0 {
+        return Err(FrameError::Invalid("unknown frame flags"));
+    }
+    if frame[RESERVED_AT] != 0 {
+        return Err(FrameError::Invalid("reserved byte is not zero"));
+    }
+    let header = if frame[FLAGS_AT] & FLAG_PRODUCER != 0 {
+        PRODUCER_HEADER_BYTES as u64
+    } else {
+        0
+    };
+    if length < header {
+        return Err(FrameError::Invalid(
+            "payload shorter than its producer header",
+        ));
+    }
+    if length - header > value_bytes_max {
+        return Err(FrameError::Invalid("length above the record limit"));
     }
     Ok(FrameMeta {
         offset: read_u64(frame, OFFSET_AT),
@@ -225,8 +287,8 @@ pub fn check_frame(bytes: &[u8], payload_bytes_max: u64) -> Result<FrameMeta, Fr
 ///
 /// Returns the record and the number of bytes its frame takes; the same checks
 /// as [`check_frame`].
-pub fn decode_frame(bytes: &[u8], payload_bytes_max: u64) -> Result<(Record, usize), FrameError> {
-    decode_frame_with(bytes, payload_bytes_max, Bytes::copy_from_slice)
+pub fn decode_frame(bytes: &[u8], value_bytes_max: u64) -> Result<(Record, usize), FrameError> {
+    decode_frame_with(bytes, value_bytes_max, Bytes::copy_from_slice)
 }
 
 /// [`decode_frame`] of the frame at `at` in `buffer`, whose value is a
@@ -234,28 +296,38 @@ pub fn decode_frame(bytes: &[u8], payload_bytes_max: u64) -> Result<(Record, usi
 pub(crate) fn decode_shared_frame(
     buffer: &Bytes,
     at: usize,
-    payload_bytes_max: u64,
+    value_bytes_max: u64,
 ) -> Result<(Record, usize), FrameError> {
-    decode_frame_with(&buffer[at..], payload_bytes_max, |value| {
+    decode_frame_with(&buffer[at..], value_bytes_max, |value| {
         buffer.slice_ref(value)
     })
 }
 
 fn decode_frame_with(
     bytes: &[u8],
-    payload_bytes_max: u64,
+    value_bytes_max: u64,
     value: impl FnOnce(&[u8]) -> Bytes,
 ) -> Result<(Record, usize), FrameError> {
-    let meta = check_frame(bytes, payload_bytes_max)?;
+    let meta = check_frame(bytes, value_bytes_max)?;
     let frame = &bytes[..meta.frame_bytes];
     let kind = RecordKind::try_from(frame[KIND_AT])
         .map_err(|_| FrameError::Invalid("unknown record kind"))?;
+    let (producer, value_at) = if frame[FLAGS_AT] & FLAG_PRODUCER != 0 {
+        let producer = Producer {
+            id: read_u64(frame, FRAME_HEADER_BYTES),
+            sequence: read_u64(frame, FRAME_HEADER_BYTES + 8),
+        };
+        (Some(producer), FRAME_HEADER_BYTES + PRODUCER_HEADER_BYTES)
+    } else {
+        (None, FRAME_HEADER_BYTES)
+    };
     let record = Record {
         offset: meta.offset,
         term: read_u64(frame, TERM_AT),
         timestamp_ms: meta.timestamp_ms,
         kind,
-        value: value(&frame[FRAME_HEADER_BYTES..]),
+        producer,
+        value: value(&frame[value_at..]),
     };
     Ok((record, meta.frame_bytes))
 }
@@ -289,7 +361,55 @@ mod tests {
             term: 7,
             timestamp_ms: 1_700_000_000_000,
             kind: RecordKind::Internal,
+            producer: None,
             value: Bytes::from_static(b"hello"),
+        }
+    }
+
+    fn produced() -> Record {
+        Record {
+            kind: RecordKind::Data,
+            producer: Some(Producer {
+                id: 0xfeed,
+                sequence: 9,
+            }),
+            ..sample()
+        }
+    }
+
+    #[test]
+    fn a_producer_header_round_trips_and_does_not_count_against_the_limit() {
+        let mut buf = Vec::new();
+        encode_frame(&produced(), 5, &mut buf);
+        assert_eq!(buf.len(), FRAME_HEADER_BYTES + PRODUCER_HEADER_BYTES + 5);
+        assert_eq!(produced().frame_bytes(), buf.len());
+        // The limit is on the value: a 5-byte value at a 5-byte limit fits.
+        let (record, used) = decode_frame(&buf, 5).expect("decodes");
+        assert_eq!(used, buf.len());
+        assert_eq!(
+            record,
+            Record {
+                offset: 5,
+                ..produced()
+            }
+        );
+        assert_eq!(
+            decode_frame(&buf, 4),
+            Err(FrameError::Invalid("length above the record limit"))
+        );
+    }
+
+    #[test]
+    fn every_single_bit_flip_of_a_produced_frame_is_rejected() {
+        let mut buf = Vec::new();
+        encode_frame(&produced(), 3, &mut buf);
+        for bit in 0..buf.len() * 8 {
+            let mut flipped = buf.clone();
+            flipped[bit / 8] ^= 1 << (bit % 8);
+            assert!(
+                decode_frame(&flipped, 1024).is_err(),
+                "bit {bit} flip accepted"
+            );
         }
     }
 

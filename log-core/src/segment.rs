@@ -12,8 +12,8 @@ use crate::index::{ENTRY_BYTES, Index, decode_entry};
 use bytes::Bytes;
 
 use crate::record::{
-    FRAME_HEADER_BYTES, FrameError, FrameMeta, Record, check_frame, declared_frame_bytes,
-    decode_frame, decode_shared_frame,
+    FRAME_HEADER_BYTES, FRAME_OVERHEAD_MAX, FrameError, FrameMeta, Record, check_frame,
+    declared_frame_bytes, decode_frame, decode_shared_frame,
 };
 use crate::store::Store;
 
@@ -444,7 +444,7 @@ fn validate_index(
     }
     let last = u64::from(last);
     let tail = size - last;
-    if tail > FRAME_HEADER_BYTES as u64 + max {
+    if tail > FRAME_OVERHEAD_MAX as u64 + max {
         return Ok(None);
     }
     let bytes = store.read_at(last, usize::try_from(tail).unwrap_or(usize::MAX))?;
@@ -541,7 +541,7 @@ fn later_valid_record(
 ) -> Result<Option<u64>> {
     if let Some(declared) = reader.declared_frame_bytes(position)? {
         let next = position + declared;
-        if declared <= FRAME_HEADER_BYTES as u64 + max
+        if declared <= FRAME_OVERHEAD_MAX as u64 + max
             && next < reader.size
             && matches!(reader.check(next, max)?, Ok(FrameMeta { offset, .. }) if offset == expected + 1)
         {

@@ -62,6 +62,7 @@ fn a_record_reads_back_with_every_field() {
         term: 5,
         timestamp_ms: 1234,
         kind: RecordKind::Internal,
+        producer: None,
         value: b"v".to_vec().into(),
     };
     assert_eq!(log.append(&record).expect("append"), 0);

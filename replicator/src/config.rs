@@ -22,6 +22,9 @@ pub struct Config {
     /// Bytes proposed but not yet committed before new proposals are
     /// dropped (backpressure).
     pub uncommitted_bytes_max: u64,
+    /// What the idempotent-produce table remembers (the same on every
+    /// node).
+    pub producers: crate::ProducersConfig,
 }
 
 impl Config {
@@ -36,6 +39,7 @@ impl Config {
             message_bytes_max: 1 << 20,
             in_flight_messages_max: 256,
             uncommitted_bytes_max: 64 << 20,
+            producers: crate::ProducersConfig::default(),
         }
     }
 

@@ -3,40 +3,80 @@
 //!
 //! | Raft entry | record kind | record value |
 //! | --- | --- | --- |
-//! | `EntryNormal` with an 8-byte context (a client record) | `Data` | the data; the context is the leader's timestamp |
+//! | `EntryNormal` with an 8- or 24-byte context (a client record) | `Data` | the data; the context is the leader's timestamp, then the record's producer id and sequence for idempotent produce (the record's [`Producer`]) |
 //! | any other entry (a new leader's empty entry, conf changes) | `Internal` | entry type (1 byte), then the data |
 //!
 //! Raft index = record offset and Raft term = record term, so nothing else
 //! needs storing; a record read back becomes exactly the entry written.
 
-use bytes::Bytes;
-use log_core::{Record, RecordKind};
+use bytes::{BufMut as _, Bytes, BytesMut};
+use log_core::{Producer, Record, RecordKind};
 use raft::prelude::{Entry, EntryType};
 
 /// Bytes of a data entry's context: the leader's timestamp (u64 LE, ms).
 pub const DATA_CONTEXT_BYTES: usize = 8;
+
+/// Bytes of an idempotent data entry's context: the timestamp, then the
+/// producer id and the record's sequence (u64 LE each).
+pub const PRODUCER_CONTEXT_BYTES: usize = 24;
 
 /// The context of a client record's entry: the leader's timestamp.
 pub fn data_context(timestamp_ms: u64) -> Bytes {
     Bytes::copy_from_slice(&timestamp_ms.to_le_bytes())
 }
 
+/// The contexts of `count` records of `producer` from its `sequence`: one
+/// buffer, sliced.
+pub fn producer_contexts(timestamp_ms: u64, producer: Producer, count: u64) -> Vec<Bytes> {
+    let mut buffer = BytesMut::with_capacity(PRODUCER_CONTEXT_BYTES * count as usize);
+    for k in 0..count {
+        buffer.put_u64_le(timestamp_ms);
+        buffer.put_u64_le(producer.id);
+        buffer.put_u64_le(producer.sequence + k);
+    }
+    let buffer = buffer.freeze();
+    (0..count as usize)
+        .map(|k| buffer.slice(k * PRODUCER_CONTEXT_BYTES..(k + 1) * PRODUCER_CONTEXT_BYTES))
+        .collect()
+}
+
 /// Whether `entry` carries a client record.
 pub fn is_data(entry: &Entry) -> bool {
     entry.get_entry_type() == EntryType::EntryNormal
-        && entry.get_context().len() == DATA_CONTEXT_BYTES
+        && matches!(
+            entry.get_context().len(),
+            DATA_CONTEXT_BYTES | PRODUCER_CONTEXT_BYTES
+        )
+}
+
+fn u64_at(bytes: &[u8], at: usize) -> u64 {
+    let mut buf = [0_u8; 8];
+    buf.copy_from_slice(&bytes[at..at + 8]);
+    u64::from_le_bytes(buf)
+}
+
+/// A data entry's timestamp and producer; `None` for other entries.
+pub fn data_meta(entry: &Entry) -> Option<(u64, Option<Producer>)> {
+    if !is_data(entry) {
+        return None;
+    }
+    let context = entry.get_context();
+    let producer = (context.len() == PRODUCER_CONTEXT_BYTES).then(|| Producer {
+        id: u64_at(context, 8),
+        sequence: u64_at(context, 16),
+    });
+    Some((u64_at(context, 0), producer))
 }
 
 /// The record that stores `entry`.
 pub fn to_record(entry: &Entry) -> Record {
-    if is_data(entry) {
-        let mut timestamp = [0_u8; DATA_CONTEXT_BYTES];
-        timestamp.copy_from_slice(entry.get_context());
+    if let Some((timestamp_ms, producer)) = data_meta(entry) {
         return Record {
             offset: entry.get_index(),
             term: entry.get_term(),
-            timestamp_ms: u64::from_le_bytes(timestamp),
+            timestamp_ms,
             kind: RecordKind::Data,
+            producer,
             // Shared, not copied: the entry's data is the client's buffer.
             value: entry.data.clone(),
         };
@@ -49,6 +89,7 @@ pub fn to_record(entry: &Entry) -> Record {
         term: entry.get_term(),
         timestamp_ms: 0,
         kind: RecordKind::Internal,
+        producer: None,
         value: value.into(),
     }
 }
@@ -65,7 +106,12 @@ pub fn from_record(record: &Record) -> Result<Entry, String> {
     match record.kind {
         RecordKind::Data => {
             entry.set_entry_type(EntryType::EntryNormal);
-            entry.set_context(data_context(record.timestamp_ms));
+            entry.set_context(match record.producer {
+                Some(producer) => producer_contexts(record.timestamp_ms, producer, 1)
+                    .pop()
+                    .unwrap_or_default(),
+                None => data_context(record.timestamp_ms),
+            });
             entry.set_data(record.value.clone());
         }
         RecordKind::Internal => {
@@ -111,6 +157,18 @@ mod tests {
         let cases = [
             entry(EntryType::EntryNormal, b"client bytes", &data_context(1234)),
             entry(EntryType::EntryNormal, b"", &data_context(99)),
+            entry(
+                EntryType::EntryNormal,
+                b"resendable",
+                &producer_contexts(
+                    42,
+                    Producer {
+                        id: 9,
+                        sequence: 70,
+                    },
+                    1,
+                )[0],
+            ),
             entry(EntryType::EntryNormal, b"", b""),
             entry(EntryType::EntryConfChange, b"\x08\x01", b""),
             entry(EntryType::EntryConfChangeV2, b"", b""),
@@ -126,5 +184,25 @@ mod tests {
         assert_eq!(leader_no_op.kind, RecordKind::Internal);
         let data = to_record(&entry(EntryType::EntryNormal, b"", &data_context(5)));
         assert_eq!((data.kind, data.timestamp_ms), (RecordKind::Data, 5));
+        let contexts = producer_contexts(
+            8,
+            Producer {
+                id: 3,
+                sequence: 10,
+            },
+            2,
+        );
+        let second = to_record(&entry(EntryType::EntryNormal, b"x", &contexts[1]));
+        assert_eq!(
+            (second.kind, second.timestamp_ms, second.producer),
+            (
+                RecordKind::Data,
+                8,
+                Some(Producer {
+                    id: 3,
+                    sequence: 11
+                })
+            )
+        );
     }
 }

@@ -15,6 +15,19 @@ pub enum Error {
     /// committed and may be retried.
     #[error("the proposal was not committed (leadership changed or it was dropped); retry")]
     Dropped,
+    /// An idempotent sequence older than the producer's remembered window:
+    /// whether it is in the log cannot be told.
+    #[error(
+        "sequence {sequence} of producer {producer} is older than the oldest remembered ({oldest}); it cannot be told whether it is in the log"
+    )]
+    SequenceTooOld {
+        /// The producer id.
+        producer: u64,
+        /// The sequence asked about.
+        sequence: u64,
+        /// The oldest sequence remembered for it.
+        oldest: u64,
+    },
     /// A configuration field is unusable.
     #[error("replication config {field}: {reason}")]
     Config {

@@ -21,6 +21,7 @@ mod config;
 pub mod entry;
 mod error;
 mod logger;
+pub mod producers;
 mod replica;
 pub mod state_file;
 mod storage;
@@ -28,6 +29,7 @@ pub mod transport;
 
 pub use config::Config;
 pub use error::{Error, Result};
-pub use replica::{MembershipChange, PeerProgress, Replica, Role, Status};
+pub use producers::ProducersConfig;
+pub use replica::{MembershipChange, PeerProgress, Proposed, Replica, Role, Status};
 pub use storage::LogStorage;
 pub use transport::{MemoryRouter, MemoryTransport, Transport};

@@ -12,11 +12,20 @@
 //! with another term, a new leader replaced it and the client gets
 //! [`Error::Dropped`] (retryable). Leadership changes never fail proposals
 //! by themselves, because what an old leader proposed may still commit.
+//!
+//! Idempotent proposals ([`Replica::propose_idempotent`]) are checked
+//! against the producer table ([`crate::producers`]) built from applied
+//! entries, plus what this leader proposed in its term and has not applied
+//! yet. A leader checks only once it has applied an entry of its own term:
+//! then every entry an earlier leader may have committed is applied here,
+//! so the table is complete. Requests that arrive before are held until
+//! then.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
 use bytes::Bytes;
+use log_core::Producer;
 use protobuf::Message as _;
 use raft::prelude::{
     ConfChange, ConfChangeType, ConfChangeV2, Entry, EntryType, Message, MessageType,
@@ -28,6 +37,7 @@ use tokio::task::JoinHandle;
 use crate::config::Config;
 use crate::entry;
 use crate::error::{Error, Result};
+use crate::producers::{Checkpoint, Lookup, Producers, ProducersConfig};
 use crate::storage::LogStorage;
 use crate::transport::Transport;
 
@@ -81,12 +91,29 @@ impl From<StateRole> for Role {
     }
 }
 
+/// What a proposal got: Raft indices `first .. first + count`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Proposed {
+    /// Raft index of the first record.
+    pub first: u64,
+    /// Records, from the first value proposed: all of them, except for an
+    /// idempotent proposal whose first records were already in the log
+    /// (then this many of them, at their original indices; propose the rest
+    /// again) or whose later records were (then the new ones before them).
+    pub count: u64,
+    /// Whether these records were already in the log.
+    pub duplicate: bool,
+}
+
+struct Proposal {
+    values: Vec<Bytes>,
+    producer: Option<Producer>,
+    timestamp_ms: u64,
+    reply: oneshot::Sender<Result<Proposed>>,
+}
+
 enum Command {
-    Propose {
-        values: Vec<Bytes>,
-        timestamp_ms: u64,
-        reply: oneshot::Sender<Result<u64>>,
-    },
+    Propose(Proposal),
     Campaign,
     TransferLeadership {
         to: Option<u64>,
@@ -134,7 +161,7 @@ pub struct Replica {
 impl std::fmt::Debug for Command {
     fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         formatter.write_str(match self {
-            Self::Propose { .. } => "Propose",
+            Self::Propose(_) => "Propose",
             Self::Campaign => "Campaign",
             Self::TransferLeadership { .. } => "TransferLeadership",
             Self::ChangeMembership { .. } => "ChangeMembership",
@@ -160,6 +187,8 @@ impl Replica {
     ) -> Result<(Self, JoinHandle<()>)> {
         config.validate()?;
         let applied = storage.hard_state().get_commit();
+        let checkpoint = Checkpoint::in_dir(&storage.dir());
+        let producers = load_producers(&storage, &checkpoint, config.producers, applied)?;
         let logger = crate::logger::raft_logger(config.id);
         let raw = RawNode::new(&config.raft_config(applied), storage.clone(), &logger)?;
         let status = Status {
@@ -192,6 +221,12 @@ impl Replica {
             status: status_sender,
             tick: Duration::from_millis(config.tick_ms),
             applied,
+            producers,
+            proposed: Producers::new(config.producers),
+            proposed_term: 0,
+            held: Vec::new(),
+            checkpoint,
+            checkpointed: applied,
         };
         let task = tokio::spawn(driver.run());
         Ok((
@@ -212,13 +247,35 @@ impl Replica {
     /// [`Error::NotLeader`] (with the leader known), [`Error::Dropped`]
     /// (retry), [`Error::Stopped`].
     pub async fn propose(&self, values: Vec<Bytes>) -> Result<u64> {
+        Ok(self.submit(values, None).await?.first)
+    }
+
+    /// Proposes `values` as records `producer.sequence ..` of producer
+    /// `producer.id`, unless they are already in the log: then answers
+    /// where they are. The answer may cover only a prefix of `values`
+    /// ([`Proposed::count`]); propose the rest again, from sequence
+    /// `producer.sequence + count`.
+    ///
+    /// # Errors
+    /// As [`propose`](Self::propose), and [`Error::SequenceTooOld`] for a
+    /// sequence older than the producer's remembered window.
+    pub async fn propose_idempotent(
+        &self,
+        values: Vec<Bytes>,
+        producer: Producer,
+    ) -> Result<Proposed> {
+        self.submit(values, Some(producer)).await
+    }
+
+    async fn submit(&self, values: Vec<Bytes>, producer: Option<Producer>) -> Result<Proposed> {
         let (reply, answer) = oneshot::channel();
         self.commands
-            .send(Command::Propose {
+            .send(Command::Propose(Proposal {
                 values,
+                producer,
                 timestamp_ms: log_core::now_ms(),
                 reply,
-            })
+            }))
             .await
             .map_err(|_| Error::Stopped)?;
         answer.await.map_err(|_| Error::Stopped)?
@@ -308,10 +365,56 @@ impl Replica {
 }
 
 struct Pending {
-    first: u64,
+    answer: Proposed,
     term: u64,
-    reply: oneshot::Sender<Result<u64>>,
+    reply: oneshot::Sender<Result<Proposed>>,
 }
+
+/// The producer table as of `applied`: the checkpoint, then the entries
+/// after it (raft applies the ones after `applied` itself).
+fn load_producers(
+    storage: &LogStorage,
+    checkpoint: &Checkpoint,
+    config: ProducersConfig,
+    applied: u64,
+) -> Result<Producers> {
+    let (mut table, from) = match checkpoint.load(config) {
+        Ok(Some((table, at))) if at <= applied => (table, at + 1),
+        Ok(Some(_)) | Ok(None) => (Producers::new(config), 1),
+        Err(e) => {
+            tracing::warn!(error = %e, "producer table checkpoint unusable; rebuilding it from the log");
+            (Producers::new(config), 1)
+        }
+    };
+    let log = storage.log();
+    let mut index = from.max(log.lowest_offset());
+    let replayed_from = index;
+    while index <= applied {
+        let batch = log.read_batch(index, 8 << 20, (applied + 1 - index).min(4096))?;
+        let Some(last) = batch.last().map(|r| r.offset) else {
+            break;
+        };
+        for record in batch {
+            if let Some(producer) = record.producer {
+                table.note(producer, record.offset, record.timestamp_ms);
+            }
+        }
+        index = last + 1;
+    }
+    if index > replayed_from {
+        tracing::info!(
+            from = replayed_from,
+            to = index - 1,
+            producers = table.len(),
+            "producer table rebuilt from the log"
+        );
+    }
+    Ok(table)
+}
+
+/// Answers `reply` after commit, or at once when there is nothing to wait
+/// for.
+type Reply = oneshot::Sender<Result<Proposed>>;
 
 struct Driver<T: Transport> {
     raw: RawNode<LogStorage>,
@@ -319,11 +422,22 @@ struct Driver<T: Transport> {
     transport: T,
     inbox: mpsc::Receiver<Message>,
     commands: mpsc::Receiver<Command>,
-    /// Proposals by the index of their last entry.
-    pending: BTreeMap<u64, Pending>,
+    /// Proposals (and resent duplicates waiting for them) by the index of
+    /// their last entry.
+    pending: BTreeMap<u64, Vec<Pending>>,
     status: watch::Sender<Status>,
     tick: Duration,
     applied: u64,
+    /// The producer table of applied entries.
+    producers: Producers,
+    /// What this leader proposed in `proposed_term` with a producer.
+    proposed: Producers,
+    proposed_term: u64,
+    /// Idempotent proposals held until this leader applied its term's
+    /// first entry.
+    held: Vec<Proposal>,
+    checkpoint: Checkpoint,
+    checkpointed: u64,
 }
 
 impl<T: Transport> Driver<T> {
@@ -357,14 +471,16 @@ impl<T: Transport> Driver<T> {
                     }
                 }
             }
-            if let Err(e) = self.on_ready().await {
+            let result = self.on_ready().await;
+            if result.is_ok() && !self.held.is_empty() {
+                self.release_held();
+            }
+            if let Err(e) = result {
                 // Fail-stop: raft cannot continue on a storage it cannot
                 // trust; a restart recovers from what is on disk.
                 tracing::error!(error = %e, id = self.raw.raft.id, "replica storage failed; stopping the replica");
                 self.status.send_modify(|status| status.failed = true);
-                for (_, pending) in std::mem::take(&mut self.pending) {
-                    let _gone = pending.reply.send(Err(Error::Stopped));
-                }
+                self.fail_waiting();
                 return;
             }
         }
@@ -375,8 +491,18 @@ impl<T: Transport> Driver<T> {
         if let Err(e) = self.storage.set_commit_durably(commit) {
             tracing::warn!(error = %e, "could not persist the commit index on stop");
         }
-        for (_, pending) in std::mem::take(&mut self.pending) {
+        if let Err(e) = self.checkpoint.store(&self.producers, self.applied) {
+            tracing::warn!(error = %e, "could not checkpoint the producer table on stop");
+        }
+        self.fail_waiting();
+    }
+
+    fn fail_waiting(&mut self) {
+        for pending in std::mem::take(&mut self.pending).into_values().flatten() {
             let _gone = pending.reply.send(Err(Error::Stopped));
+        }
+        for held in std::mem::take(&mut self.held) {
+            let _gone = held.reply.send(Err(Error::Stopped));
         }
     }
 
@@ -388,11 +514,10 @@ impl<T: Transport> Driver<T> {
 
     fn handle(&mut self, command: Command) {
         match command {
-            Command::Propose {
-                values,
-                timestamp_ms,
-                reply,
-            } => self.propose(values, timestamp_ms, reply),
+            Command::Propose(proposal) => match proposal.producer {
+                None => self.propose(proposal.values, proposal.timestamp_ms, proposal.reply),
+                Some(producer) => self.propose_idempotent(proposal, producer),
+            },
             Command::Campaign => {
                 if let Err(e) = self.raw.campaign() {
                     tracing::warn!(error = %e, "campaign refused");
@@ -473,32 +598,153 @@ impl<T: Transport> Driver<T> {
             .map(|(id, _)| *id)
     }
 
-    fn propose(
-        &mut self,
-        values: Vec<Bytes>,
-        timestamp_ms: u64,
-        reply: oneshot::Sender<Result<u64>>,
-    ) {
+    fn not_leader(&self) -> Option<Error> {
         let raft = &self.raw.raft;
-        if raft.state != StateRole::Leader {
-            let leader = (raft.leader_id != 0).then_some(raft.leader_id);
-            let _gone = reply.send(Err(Error::NotLeader { leader }));
+        (raft.state != StateRole::Leader).then(|| Error::NotLeader {
+            leader: (raft.leader_id != 0).then_some(raft.leader_id),
+        })
+    }
+
+    fn propose(&mut self, values: Vec<Bytes>, timestamp_ms: u64, reply: Reply) {
+        if let Some(error) = self.not_leader() {
+            let _gone = reply.send(Err(error));
             return;
         }
-        if values.is_empty() {
-            let _gone = reply.send(Ok(raft.raft_log.last_index() + 1));
+        let context = entry::data_context(timestamp_ms);
+        let contexts = vec![context; values.len()];
+        self.append_proposal(values, contexts, reply);
+    }
+
+    /// Whether this leader has applied an entry of its own term, so every
+    /// entry an earlier leader committed is in the producer table.
+    fn knows_every_producer(&self) -> bool {
+        let raft = &self.raw.raft;
+        raft.state == StateRole::Leader
+            && raft
+                .raft_log
+                .term(self.applied)
+                .is_ok_and(|term| term == raft.term)
+    }
+
+    fn release_held(&mut self) {
+        if self.raw.raft.state != StateRole::Leader {
+            for held in std::mem::take(&mut self.held) {
+                let error = self.not_leader().unwrap_or(Error::Dropped);
+                let _gone = held.reply.send(Err(error));
+            }
+        } else if self.knows_every_producer() {
+            for held in std::mem::take(&mut self.held) {
+                let producer = held.producer.unwrap_or(Producer { id: 0, sequence: 0 });
+                self.propose_idempotent(held, producer);
+            }
+        }
+    }
+
+    fn lookup(&self, id: u64, sequence: u64) -> Lookup {
+        match self.proposed.lookup(id, sequence) {
+            Lookup::At(index) => Lookup::At(index),
+            _ => self.producers.lookup(id, sequence),
+        }
+    }
+
+    fn propose_idempotent(&mut self, proposal: Proposal, producer: Producer) {
+        if let Some(error) = self.not_leader() {
+            let _gone = proposal.reply.send(Err(error));
             return;
+        }
+        if !self.knows_every_producer() {
+            self.held.push(proposal);
+            return;
+        }
+        let term = self.raw.raft.term;
+        if self.proposed_term != term {
+            self.proposed.clear();
+            self.proposed_term = term;
+        }
+        let Proposal {
+            mut values,
+            timestamp_ms,
+            reply,
+            ..
+        } = proposal;
+        let total = values.len() as u64;
+        let Producer { id, sequence } = producer;
+        match self.lookup(id, sequence) {
+            Lookup::TooOld { oldest } => {
+                let _gone = reply.send(Err(Error::SequenceTooOld {
+                    producer: id,
+                    sequence,
+                    oldest,
+                }));
+            }
+            Lookup::At(first) => {
+                let mut count = 1;
+                while count < total
+                    && self.lookup(id, sequence + count) == Lookup::At(first + count)
+                {
+                    count += 1;
+                }
+                metrics::counter!("proglog_produce_duplicates_total").increment(count);
+                let answer = Proposed {
+                    first,
+                    count,
+                    duplicate: true,
+                };
+                let last = first + count - 1;
+                if last <= self.applied {
+                    let _gone = reply.send(Ok(answer));
+                } else {
+                    // In flight in this term: answered when it commits.
+                    self.pending.entry(last).or_default().push(Pending {
+                        answer,
+                        term,
+                        reply,
+                    });
+                }
+            }
+            Lookup::Unknown => {
+                let mut count = 1;
+                while count < total && self.lookup(id, sequence + count) == Lookup::Unknown {
+                    count += 1;
+                }
+                values.truncate(count as usize);
+                let contexts = entry::producer_contexts(timestamp_ms, producer, count);
+                let first = self.raw.raft.raft_log.last_index() + 1;
+                if self.append_proposal(values, contexts, reply) {
+                    for k in 0..count {
+                        let producer = Producer {
+                            id,
+                            sequence: sequence + k,
+                        };
+                        self.proposed.note(producer, first + k, timestamp_ms);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Proposes one entry per value with its context; whether raft took
+    /// them (the reply is answered either way, now or after commit).
+    fn append_proposal(&mut self, values: Vec<Bytes>, contexts: Vec<Bytes>, reply: Reply) -> bool {
+        let raft = &self.raw.raft;
+        if values.is_empty() {
+            let _gone = reply.send(Ok(Proposed {
+                first: raft.raft_log.last_index() + 1,
+                count: 0,
+                duplicate: false,
+            }));
+            return false;
         }
         let before = raft.raft_log.last_index();
         let count = values.len() as u64;
-        let context = entry::data_context(timestamp_ms);
         let entries: Vec<Entry> = values
             .into_iter()
-            .map(|value| {
-                // The client's buffer and one shared context: no copies.
+            .zip(contexts)
+            .map(|(value, context)| {
+                // The client's buffer and shared contexts: no copies.
                 let mut entry = Entry::default();
                 entry.set_data(value);
-                entry.set_context(context.clone());
+                entry.set_context(context);
                 entry
             })
             .collect();
@@ -511,24 +757,28 @@ impl<T: Transport> Driver<T> {
                 let after = self.raw.raft.raft_log.last_index();
                 if after != before + count {
                     let _gone = reply.send(Err(Error::Dropped));
-                    return;
+                    return false;
                 }
                 let term = self.raw.raft.term;
-                self.pending.insert(
-                    after,
-                    Pending {
+                self.pending.entry(after).or_default().push(Pending {
+                    answer: Proposed {
                         first: before + 1,
-                        term,
-                        reply,
+                        count,
+                        duplicate: false,
                     },
-                );
+                    term,
+                    reply,
+                });
+                true
             }
             Err(raft::Error::ProposalDropped) => {
                 metrics::counter!("proglog_raft_proposals_dropped_total").increment(1);
                 let _gone = reply.send(Err(Error::Dropped));
+                false
             }
             Err(e) => {
                 let _gone = reply.send(Err(Error::Raft(e)));
+                false
             }
         }
     }
@@ -624,17 +874,26 @@ impl<T: Transport> Driver<T> {
                     let conf_state = self.raw.apply_conf_change(&change)?;
                     self.storage.set_conf_state(&conf_state)?;
                 }
-                EntryType::EntryNormal => {}
+                EntryType::EntryNormal => {
+                    if let Some((timestamp_ms, Some(producer))) = entry::data_meta(&entry) {
+                        self.producers
+                            .note(producer, entry.get_index(), timestamp_ms);
+                    }
+                }
             }
             self.applied = entry.get_index();
-            if let Some(pending) = self.pending.remove(&entry.get_index()) {
+            for pending in self.pending.remove(&entry.get_index()).unwrap_or_default() {
                 let answer = if entry.get_term() == pending.term {
-                    Ok(pending.first)
+                    Ok(pending.answer)
                 } else {
                     Err(Error::Dropped)
                 };
                 answers.push((pending.reply, answer));
             }
+        }
+        if self.applied >= self.checkpointed + crate::producers::CHECKPOINT_EVERY {
+            self.checkpoint.store(&self.producers, self.applied)?;
+            self.checkpointed = self.applied;
         }
         // Publish before answering: a client that reads its record right
         // after the produce returns must find it applied.
@@ -672,5 +931,6 @@ impl<T: Transport> Driver<T> {
         metrics::gauge!("proglog_raft_is_leader")
             .set(f64::from(u8::from(status.role == Role::Leader)));
         metrics::gauge!("proglog_raft_proposals_pending").set(self.pending.len() as f64);
+        metrics::gauge!("proglog_producers").set(self.producers.len() as f64);
     }
 }

@@ -136,6 +136,17 @@ impl LogStorage {
         Arc::clone(&self.read().log)
     }
 
+    /// The replica's directory: the log is `log/` in it, beside
+    /// `raft-state` and the producer table's checkpoint.
+    pub fn dir(&self) -> std::path::PathBuf {
+        self.read()
+            .log
+            .dir()
+            .parent()
+            .map(Path::to_path_buf)
+            .unwrap_or_default()
+    }
+
     /// Whether this replica has Raft state (a conf state with voters): a
     /// node that has it must never bootstrap again.
     pub fn is_initialized(&self) -> bool {

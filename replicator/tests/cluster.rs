@@ -14,8 +14,10 @@ use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
 use bytes::Bytes;
-use log_core::RecordKind;
-use replicator::{Config, Error, LogStorage, MembershipChange, MemoryRouter, Replica, Role};
+use log_core::{Producer, RecordKind};
+use replicator::{
+    Config, Error, LogStorage, MembershipChange, MemoryRouter, Proposed, Replica, Role,
+};
 use tokio::task::JoinHandle;
 
 /// Virtual time a cluster gets to elect a leader: a few election timeouts
@@ -470,4 +472,223 @@ async fn a_single_node_grows_to_three_through_learners_and_survives_losing_the_f
     history.acked.push(value("after", 0));
     cluster.caught_up(last).await;
     check(&history, &cluster.committed()).expect("safety");
+}
+
+async fn propose_once(replica: &Replica, values: &[Bytes], id: u64, sequence: u64) -> Proposed {
+    tokio::time::timeout(
+        PROPOSE_BOUND,
+        replica.propose_idempotent(values.to_vec(), Producer { id, sequence }),
+    )
+    .await
+    .expect("idempotent proposal answered in time")
+    .expect("idempotent proposal committed")
+}
+
+fn all_ids(cluster: &Cluster) -> Vec<u64> {
+    cluster.nodes.keys().copied().collect()
+}
+
+/// Resending a producer's sequences (a client retry) answers the original
+/// indices instead of appending again: on the same leader, on the next
+/// leader, after every replica crashed (table rebuilt from the log) and
+/// after a clean stop (table from its checkpoint). The values are checked
+/// to be committed exactly once everywhere; the negative control below
+/// shows the same resends without a producer id are caught as duplicates.
+#[tokio::test(start_paused = true)]
+async fn a_resent_sequence_gets_its_original_index_across_leaders_and_restarts() {
+    let mut cluster = Cluster::new(3);
+    let leader = cluster.leader(&cluster.ids).await;
+    let batch: Vec<Bytes> = (0..3).map(|i| value("once", i)).collect();
+    let first = propose_once(cluster.replica(leader), &batch, 7, 0).await;
+    assert_eq!((first.count, first.duplicate), (3, false));
+    let again = propose_once(cluster.replica(leader), &batch, 7, 0).await;
+    assert_eq!(
+        again,
+        Proposed {
+            duplicate: true,
+            ..first
+        }
+    );
+    // A resend overlapping old and new records: the old prefix is answered
+    // alone, then the rest is new.
+    let overlap = [value("once", 1), value("once", 2), value("once", 3)];
+    let prefix = propose_once(cluster.replica(leader), &overlap, 7, 1).await;
+    assert_eq!(
+        prefix,
+        Proposed {
+            first: first.first + 1,
+            count: 2,
+            duplicate: true
+        }
+    );
+    let rest = propose_once(cluster.replica(leader), &overlap[2..], 7, 3).await;
+    assert_eq!((rest.count, rest.duplicate), (1, false));
+    // Another producer's sequence 0 is its own.
+    let other = propose_once(cluster.replica(leader), &[value("other", 0)], 8, 0).await;
+    assert!(!other.duplicate);
+
+    cluster.caught_up(other.first).await;
+    cluster.kill(leader).await;
+    let next = cluster.leader(&all_ids(&cluster)).await;
+    let on_next = propose_once(cluster.replica(next), &batch, 7, 0).await;
+    assert_eq!(on_next, again, "the next leader knows the producer");
+    cluster.start(leader);
+    cluster.leader(&cluster.ids).await;
+
+    // Every replica crashes (no checkpoint written): rebuilt from the log.
+    for id in cluster.ids.clone() {
+        cluster.kill(id).await;
+    }
+    for id in cluster.ids.clone() {
+        cluster.start(id);
+    }
+    let leader = cluster.leader(&cluster.ids).await;
+    assert_eq!(
+        propose_once(cluster.replica(leader), &batch, 7, 0).await,
+        again
+    );
+    assert_eq!(
+        propose_once(cluster.replica(leader), &overlap[2..], 7, 3).await,
+        Proposed {
+            duplicate: true,
+            ..rest
+        }
+    );
+
+    // A clean stop writes the checkpoint; the table comes back from it.
+    for id in cluster.ids.clone() {
+        cluster.replica(id).stop().await;
+        cluster.kill(id).await;
+        assert!(
+            cluster
+                .dir
+                .path()
+                .join(id.to_string())
+                .join("producers")
+                .exists(),
+            "replica {id} checkpointed its producer table"
+        );
+    }
+    for id in cluster.ids.clone() {
+        cluster.start(id);
+    }
+    let leader = cluster.leader(&cluster.ids).await;
+    assert_eq!(
+        propose_once(cluster.replica(leader), &batch, 7, 0).await,
+        again
+    );
+
+    let last = propose_acked(cluster.replica(leader), vec![value("final", 0)]).await;
+    cluster.caught_up(last).await;
+    let history = History {
+        acked: (0..4)
+            .map(|i| value("once", i))
+            .chain([value("other", 0), value("final", 0)])
+            .collect(),
+        refused: Vec::new(),
+    };
+    check(&history, &cluster.committed()).expect("each record committed exactly once");
+}
+
+/// The negative control: the same resend without a producer id appends
+/// the records again, and the check sees it.
+#[tokio::test(start_paused = true)]
+async fn without_a_producer_id_a_resend_is_a_duplicate_the_check_catches() {
+    let cluster = Cluster::new(3);
+    let leader = cluster.leader(&cluster.ids).await;
+    let batch: Vec<Bytes> = (0..3).map(|i| value("twice", i)).collect();
+    propose_acked(cluster.replica(leader), batch.clone()).await;
+    let last = propose_acked(cluster.replica(leader), batch.clone()).await + 2;
+    cluster.caught_up(last).await;
+    let history = History {
+        acked: batch,
+        refused: Vec::new(),
+    };
+    let caught = check(&history, &cluster.committed());
+    assert!(
+        caught
+            .as_ref()
+            .is_err_and(|e| e.contains("appears 2 times")),
+        "{caught:?}"
+    );
+}
+
+/// A resend while the first send is still uncommitted (the leader lost its
+/// followers) waits for the same commit rather than appending again; a
+/// sequence older than the window is refused, not guessed.
+#[tokio::test(start_paused = true)]
+async fn a_resend_of_an_uncommitted_sequence_waits_for_it_and_an_old_one_is_refused() {
+    let mut cluster = Cluster::new(3);
+    let leader = cluster.leader(&cluster.ids).await;
+    cluster.router.isolate(leader, &cluster.ids);
+    let replica = cluster.replica(leader).clone();
+    let first = tokio::spawn({
+        let replica = replica.clone();
+        async move {
+            replica
+                .propose_idempotent(vec![value("slow", 0)], Producer { id: 3, sequence: 0 })
+                .await
+        }
+    });
+    for _ in 0..10 {
+        tokio::task::yield_now().await;
+    }
+    let resent = tokio::spawn({
+        let replica = replica.clone();
+        async move {
+            replica
+                .propose_idempotent(vec![value("slow", 0)], Producer { id: 3, sequence: 0 })
+                .await
+        }
+    });
+    for _ in 0..10 {
+        tokio::task::yield_now().await;
+    }
+    assert_eq!(
+        replica.status().borrow().last_index,
+        first_index_after_election(&cluster, leader) + 1,
+        "the resend appended nothing"
+    );
+    cluster.router.heal();
+    let first = first.await.expect("task").expect("committed");
+    let resent = resent.await.expect("task").expect("committed");
+    assert_eq!(
+        resent,
+        Proposed {
+            duplicate: true,
+            ..first
+        }
+    );
+    // Past the window (4096 sequences by default), an old sequence cannot
+    // be told: refused.
+    let leader = cluster.leader(&cluster.ids).await;
+    let many: Vec<Bytes> = (0..4100).map(|i| value("many", i)).collect();
+    let mut sequence = 1;
+    for chunk in many.chunks(1000) {
+        let got = propose_once(cluster.replica(leader), chunk, 3, sequence).await;
+        assert_eq!(got.count, chunk.len() as u64);
+        sequence += got.count;
+    }
+    let old = cluster
+        .replica(leader)
+        .propose_idempotent(vec![value("slow", 0)], Producer { id: 3, sequence: 0 })
+        .await;
+    assert!(
+        matches!(
+            old,
+            Err(Error::SequenceTooOld {
+                producer: 3,
+                sequence: 0,
+                ..
+            })
+        ),
+        "{old:?}"
+    );
+    let _ = &mut cluster;
+}
+
+/// The index of the leader's own first entry of its term, the last one in
+/// its log before anything is proposed.
+fn first_index_after_election(cluster: &Cluster, leader: u64) -> u64 {
+    cluster.replica(leader).status().borrow().commit_index
 }
