@@ -370,6 +370,28 @@ mod tests {
             "n1",
         );
         assert!(shutting_down.is_retryable() && !shutting_down.is_not_applied());
+        let unsupported = Error::from_status(
+            &tonic::Status::failed_precondition(
+                "idempotent produce (a nonzero producer_id) needs a replicated log; this node \
+                 runs without replication (cluster.bootstrap_expect = 0)",
+            ),
+            "n1",
+        );
+        assert!(
+            matches!(unsupported, Error::IdempotenceUnsupported { .. }),
+            "{unsupported:?}"
+        );
+        let too_old = Error::from_status(
+            &tonic::Status::failed_precondition(
+                "sequence 3 of producer 9 is older than the oldest remembered (4096)",
+            ),
+            "n1",
+        );
+        assert!(
+            matches!(too_old, Error::SequenceTooOld { .. }),
+            "{too_old:?}"
+        );
+        assert!(!too_old.is_retryable());
         let denied = Error::from_status(&tonic::Status::permission_denied("no"), "n1");
         assert!(!denied.is_retryable());
         assert_eq!(denied.code(), Code::PermissionDenied);
