@@ -138,7 +138,8 @@ async fn client(seeds: &[String], preference: ReadPreference) -> Client {
         .expect("connect")
 }
 
-/// Waits until the client knows a leader that every node agrees on.
+/// Waits until every node in `addrs` names the same leader, one of them
+/// (after a kill, the survivors name the dead leader until they elect).
 async fn agreed_leader(addrs: &[String]) -> String {
     let deadline = Instant::now() + ELECTION_TIMEOUT;
     loop {
@@ -162,6 +163,7 @@ async fn agreed_leader(addrs: &[String]) -> String {
         }
         if let Some(Some(first)) = seen.first()
             && seen.iter().all(|s| s.as_ref() == Some(first))
+            && addrs.contains(first)
         {
             return first.clone();
         }
