@@ -258,13 +258,37 @@ impl Raft for RaftService {
                 request.group
             )));
         }
-        match self.replica.propose(request.values).await {
-            Ok(first) => Ok(Response::new(ForwardResponse {
-                base_offset: self.storage.user_offset(first),
+        let proposed = if request.producer_id == 0 {
+            let count = request.values.len() as u64;
+            self.replica
+                .propose(request.values)
+                .await
+                .map(|first| replicator::Proposed {
+                    first,
+                    count,
+                    duplicate: false,
+                })
+        } else {
+            let producer = log_core::Producer {
+                id: request.producer_id,
+                sequence: request.sequence,
+            };
+            self.replica
+                .propose_idempotent(request.values, producer)
+                .await
+        };
+        match proposed {
+            Ok(proposed) => Ok(Response::new(ForwardResponse {
+                base_offset: self.storage.user_offset(proposed.first),
+                count: proposed.count,
+                duplicate: proposed.duplicate,
             })),
             Err(replicator::Error::NotLeader { .. }) => Err(Status::failed_precondition(
                 "this node is no longer the leader",
             )),
+            Err(e @ replicator::Error::SequenceTooOld { .. }) => {
+                Err(Status::out_of_range(e.to_string()))
+            }
             Err(e) => Err(Status::unavailable(e.to_string())),
         }
     }
@@ -298,8 +322,9 @@ impl Forwarder {
         &self,
         addr: &str,
         values: Vec<bytes::Bytes>,
+        producer: Option<log_core::Producer>,
         timeout: Duration,
-    ) -> Result<u64, Status> {
+    ) -> Result<log_server::Appended, Status> {
         let cached = self
             .clients
             .lock()
@@ -321,13 +346,23 @@ impl Forwarder {
                 client
             }
         };
+        let producer = producer.unwrap_or(log_core::Producer { id: 0, sequence: 0 });
         let mut request = Request::new(ForwardRequest {
             group: GROUP,
             values,
+            producer_id: producer.id,
+            sequence: producer.sequence,
         });
         request.set_timeout(timeout);
         match client.forward(request).await {
-            Ok(response) => Ok(response.into_inner().base_offset),
+            Ok(response) => {
+                let response = response.into_inner();
+                Ok(log_server::Appended {
+                    first: response.base_offset,
+                    count: response.count,
+                    duplicate: response.duplicate,
+                })
+            }
             Err(status) => {
                 self.clients
                     .lock()

@@ -11,9 +11,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use log_core::{Record, RecordKind};
-use log_server::{CommitLog, Error, LogInfo, Result, ServerDirectory, ServerInfo};
-use replicator::{LogStorage, Replica, Status};
+use log_core::{Producer, Record, RecordKind};
+use log_server::{Appended, CommitLog, Error, LogInfo, Result, ServerDirectory, ServerInfo};
+use replicator::{LogStorage, Proposed, Replica, Status};
 use tokio::sync::watch;
 
 use crate::raft_transport::Forwarder;
@@ -93,18 +93,24 @@ impl ReplicatedLog {
         }
     }
 
-    async fn forward(&self, leader: u64, values: Vec<Bytes>) -> Result<u64> {
+    async fn forward(
+        &self,
+        leader: u64,
+        values: Vec<Bytes>,
+        producer: Option<Producer>,
+    ) -> Result<Appended> {
         let addr = (self.rpc_addrs)(leader).ok_or_else(|| {
             Error::Unavailable(format!(
                 "this node is not the leader and does not know node {leader}'s address yet; retry"
             ))
         })?;
         self.forwarder
-            .forward(&addr, values, FORWARD_TIMEOUT)
+            .forward(&addr, values, producer, FORWARD_TIMEOUT)
             .await
             .map_err(|status| match status.code() {
                 tonic::Code::InvalidArgument => Error::InvalidArgument(status.message().to_owned()),
                 tonic::Code::ResourceExhausted => Error::Overloaded(status.message().to_owned()),
+                tonic::Code::OutOfRange => Error::FailedPrecondition(status.message().to_owned()),
                 _ => Error::Unavailable(format!(
                     "forwarding to the leader at {addr} failed: {}",
                     status.message()
@@ -117,28 +123,58 @@ fn commit_offset(storage: &LogStorage, status: &Status) -> u64 {
     storage.user_offset(status.applied_index + 1)
 }
 
-impl CommitLog for ReplicatedLog {
-    async fn append(&self, values: Vec<Bytes>) -> Result<u64> {
-        if let Some(value) = values
+impl ReplicatedLog {
+    fn check_sizes(&self, values: &[Bytes]) -> Result<()> {
+        match values
             .iter()
             .find(|v| v.len() as u64 > self.record_bytes_max)
         {
-            return Err(Error::RecordTooLarge {
+            Some(value) => Err(Error::RecordTooLarge {
                 size: value.len() as u64,
                 limit: self.record_bytes_max,
-            });
+            }),
+            None => Ok(()),
         }
-        match self.replica.propose(values.clone()).await {
-            Ok(first) => Ok(self.storage.user_offset(first)),
+    }
+
+    /// Proposes here, or forwards to the leader this node knows.
+    async fn propose(&self, values: Vec<Bytes>, producer: Option<Producer>) -> Result<Appended> {
+        self.check_sizes(&values)?;
+        let count = values.len() as u64;
+        let proposed = match producer {
+            None => self
+                .replica
+                .propose(values.clone())
+                .await
+                .map(|first| Proposed {
+                    first,
+                    count,
+                    duplicate: false,
+                }),
+            Some(producer) => {
+                self.replica
+                    .propose_idempotent(values.clone(), producer)
+                    .await
+            }
+        };
+        match proposed {
+            Ok(proposed) => Ok(Appended {
+                first: self.storage.user_offset(proposed.first),
+                count: proposed.count,
+                duplicate: proposed.duplicate,
+            }),
             Err(replicator::Error::NotLeader {
                 leader: Some(leader),
-            }) => self.forward(leader, values).await,
+            }) => self.forward(leader, values, producer).await,
             Err(replicator::Error::NotLeader { leader: None }) => Err(Error::Unavailable(
                 "no leader is elected yet; retry shortly".into(),
             )),
             Err(replicator::Error::Dropped) => Err(Error::Unavailable(
                 "the leader changed before the records were committed; retry".into(),
             )),
+            Err(e @ replicator::Error::SequenceTooOld { .. }) => {
+                Err(Error::FailedPrecondition(e.to_string()))
+            }
             Err(e) => {
                 tracing::error!(error = %e, "replicated append failed");
                 Err(Error::Unavailable(
@@ -146,6 +182,16 @@ impl CommitLog for ReplicatedLog {
                 ))
             }
         }
+    }
+}
+
+impl CommitLog for ReplicatedLog {
+    async fn append(&self, values: Vec<Bytes>) -> Result<u64> {
+        Ok(self.propose(values, None).await?.first)
+    }
+
+    async fn append_idempotent(&self, values: Vec<Bytes>, producer: Producer) -> Result<Appended> {
+        self.propose(values, Some(producer)).await
     }
 
     async fn read(&self, offset: u64) -> Result<Record> {

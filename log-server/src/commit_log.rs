@@ -3,10 +3,10 @@
 use std::future::Future;
 
 use bytes::Bytes;
-use log_core::Record;
+use log_core::{Producer, Record};
 use tokio::sync::watch;
 
-use crate::error::Result;
+use crate::error::{Error, Result};
 
 /// Where a node's log stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -24,6 +24,27 @@ impl LogInfo {
     pub fn highest_offset(&self) -> Option<u64> {
         (self.commit_offset > self.lowest_offset).then(|| self.commit_offset - 1)
     }
+}
+
+/// What an idempotent append answered: offsets `first .. first + count`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Appended {
+    /// Offset of the first record.
+    pub first: u64,
+    /// Records answered, from the first value: all of them, or a prefix
+    /// when some were already in the log (append the rest again, from
+    /// sequence + count).
+    pub count: u64,
+    /// Whether these records were already in the log (a resend).
+    pub duplicate: bool,
+}
+
+/// The answer of a log that keeps no producer table to an idempotent
+/// append.
+pub fn no_producer_table() -> Error {
+    Error::FailedPrecondition(
+        "idempotent produce (a nonzero producer_id) needs a replicated log; this node runs without replication (cluster.bootstrap_expect = 0)".into(),
+    )
 }
 
 /// A member of the cluster as clients see it.
@@ -89,6 +110,22 @@ pub trait CommitLog: Send + Sync + 'static {
     /// # Errors
     /// `RecordTooLarge` (nothing written), `Overloaded`, `Unavailable`.
     fn append(&self, values: Vec<Bytes>) -> impl Future<Output = Result<u64>> + Send;
+
+    /// Appends `values` as records `producer.sequence ..` of producer
+    /// `producer.id`, unless they are already in the log: then answers
+    /// their original offsets (see [`Appended`]). The log, not this node,
+    /// remembers the producers, so the answer is the same on any node and
+    /// after a restart.
+    ///
+    /// # Errors
+    /// As [`append`](Self::append); `FailedPrecondition` for a sequence
+    /// older than what the log remembers, or from a log that keeps no
+    /// producer table ([`no_producer_table`]).
+    fn append_idempotent(
+        &self,
+        values: Vec<Bytes>,
+        producer: Producer,
+    ) -> impl Future<Output = Result<Appended>> + Send;
 
     /// Reads one committed record.
     ///

@@ -97,6 +97,11 @@ pub enum Error {
     /// The node cannot serve now (shutting down, log failed).
     #[error("{0}")]
     Unavailable(String),
+    /// The request cannot be served in the log's state (an idempotent
+    /// sequence older than the log remembers, or idempotence without
+    /// replication); retrying the same request will not help.
+    #[error("{0}")]
+    FailedPrecondition(String),
     /// A fault the client cannot fix; details are in the server's log.
     #[error("internal error")]
     Internal,
@@ -168,6 +173,7 @@ impl Error {
             Self::RequestTimeout(_) => (Code::DeadlineExceeded, StatusCode::REQUEST_TIMEOUT),
             Self::Overloaded(_) => (Code::ResourceExhausted, StatusCode::TOO_MANY_REQUESTS),
             Self::Unavailable(_) => (Code::Unavailable, StatusCode::SERVICE_UNAVAILABLE),
+            Self::FailedPrecondition(_) => (Code::FailedPrecondition, StatusCode::CONFLICT),
             Self::Internal => (Code::Internal, StatusCode::INTERNAL_SERVER_ERROR),
         }
     }

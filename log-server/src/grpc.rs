@@ -20,6 +20,7 @@ use crate::commit_log::CommitLog;
 use crate::config::ServerConfig;
 use crate::error::{Error, refine_decode_status};
 use crate::follow::FollowEnd;
+use crate::produce::{self, Item};
 
 /// Responses buffered per stream before the sender waits for the client.
 const STREAM_BUFFER: usize = 256;
@@ -45,8 +46,8 @@ impl<L: CommitLog> LogService<L> {
     }
 }
 
-/// A stream request's value, or the status that ends the stream.
-fn checked_value(request: ProduceRequest, limit: u64) -> Result<Bytes, Status> {
+/// A stream request's record, or the status that ends the stream.
+fn checked_item(request: ProduceRequest, limit: u64) -> Result<Item, Status> {
     let value = request
         .record
         .map(|r| r.value)
@@ -58,7 +59,7 @@ fn checked_value(request: ProduceRequest, limit: u64) -> Result<Bytes, Status> {
         }
         .into());
     }
-    Ok(value)
+    Ok(Item::new(value, request.producer_id, request.sequence))
 }
 
 fn shutting_down() -> Error {
@@ -118,14 +119,11 @@ impl<L: CommitLog> LogService<L> {
                     }
                 }
                 if !good.is_empty() {
-                    let count = good.len() as u64;
-                    match log.append(std::mem::take(&mut good)).await {
-                        Ok(first) => {
-                            if !acknowledge(&responses, first, count).await {
-                                return;
-                            }
-                        }
-                        Err(error) => step = Take::Fail(error.into()),
+                    match append_and_acknowledge(&*log, std::mem::take(&mut good), &responses).await
+                    {
+                        Ok(true) => {}
+                        Ok(false) => return,
+                        Err(status) => step = Take::Fail(status),
                     }
                 }
                 match step {
@@ -140,6 +138,33 @@ impl<L: CommitLog> LogService<L> {
         });
         Response::new(Box::pin(ReceiverStream::new(out)) as ResponseStream<ProduceResponse>)
     }
+}
+
+/// Appends `items` and answers each, in order: `Ok(false)` if the client is
+/// gone, `Err` with the status that ends the stream (the items before the
+/// failing one are answered first).
+async fn append_and_acknowledge<L: CommitLog>(
+    log: &L,
+    items: Vec<Item>,
+    responses: &mpsc::Sender<Result<ProduceResponse, Status>>,
+) -> Result<bool, Status> {
+    if items.iter().all(|item| item.producer.is_none()) {
+        let count = items.len() as u64;
+        let values = items.into_iter().map(|item| item.value).collect();
+        let first = log.append(values).await?;
+        return Ok(acknowledge(responses, first, count).await);
+    }
+    let (answers, error) = produce::append_items(log, items).await;
+    for answer in answers {
+        let response = ProduceResponse {
+            offset: answer.offset,
+            duplicate: answer.duplicate,
+        };
+        if responses.send(Ok(response)).await.is_err() {
+            return Ok(false);
+        }
+    }
+    error.map_or(Ok(true), |error| Err(error.into()))
 }
 
 /// Answers the `count` records appended from `first`, in order; `false`
@@ -175,11 +200,11 @@ enum Take {
     Fail(Status),
 }
 
-fn take(next: Result<Option<ProduceRequest>, Status>, limit: u64, good: &mut Vec<Bytes>) -> Take {
+fn take(next: Result<Option<ProduceRequest>, Status>, limit: u64, good: &mut Vec<Item>) -> Take {
     let next = next.map_err(refine_decode_status);
-    match next.and_then(|request| request.map(|r| checked_value(r, limit)).transpose()) {
-        Ok(Some(value)) => {
-            good.push(value);
+    match next.and_then(|request| request.map(|r| checked_item(r, limit)).transpose()) {
+        Ok(Some(item)) => {
+            good.push(item);
             Take::More
         }
         Ok(None) => Take::End,
@@ -194,11 +219,20 @@ impl<L: CommitLog> LogApi for LogService<L> {
         request: Request<ProduceRequest>,
     ) -> Result<Response<ProduceResponse>, Status> {
         crate::metrics::observe_grpc("Produce", async move {
-            let values = values([request.into_inner().record])?;
-            let offset = self.log.append(values).await?;
+            let request = request.into_inner();
+            let mut values = values([request.record])?;
+            if request.producer_id == 0 {
+                let offset = self.log.append(values).await?;
+                return Ok(Response::new(ProduceResponse {
+                    offset,
+                    duplicate: false,
+                }));
+            }
+            let item = Item::new(values.remove(0), request.producer_id, request.sequence);
+            let answer = produce::append_one(&*self.log, item).await?;
             Ok(Response::new(ProduceResponse {
-                offset,
-                ..Default::default()
+                offset: answer.offset,
+                duplicate: answer.duplicate,
             }))
         })
         .await
@@ -209,7 +243,9 @@ impl<L: CommitLog> LogApi for LogService<L> {
         request: Request<ProduceBatchRequest>,
     ) -> Result<Response<ProduceBatchResponse>, Status> {
         crate::metrics::observe_grpc("ProduceBatch", async move {
-            let records = request.into_inner().records;
+            let request = request.into_inner();
+            let (producer_id, sequence) = (request.producer_id, request.sequence);
+            let records = request.records;
             // Checked before converting: a message of empty records is
             // millions of them.
             if records.len() > self.config.produce_batch_records_max {
@@ -227,11 +263,25 @@ impl<L: CommitLog> LogApi for LogService<L> {
                     Error::InvalidArgument("a batch needs at least one record".into()).into(),
                 );
             }
+            if producer_id != 0 {
+                // A resend may be answered in part: the client resends the
+                // rest (see the proto).
+                let producer = log_core::Producer {
+                    id: producer_id,
+                    sequence,
+                };
+                let appended = self.log.append_idempotent(values, producer).await?;
+                return Ok(Response::new(ProduceBatchResponse {
+                    base_offset: appended.first,
+                    count: appended.count,
+                    duplicate: appended.duplicate,
+                }));
+            }
             let base_offset = self.log.append(values).await?;
             Ok(Response::new(ProduceBatchResponse {
                 base_offset,
                 count,
-                ..Default::default()
+                duplicate: false,
             }))
         })
         .await
@@ -253,7 +303,7 @@ impl<L: CommitLog> LogApi for LogService<L> {
                 return Ok(self.produce_stream_one_task(inbound));
             }
             let (requests_tx, mut requests) =
-                mpsc::channel::<Result<Bytes, Status>>(self.config.produce_stream_batch_max);
+                mpsc::channel::<Result<Item, Status>>(self.config.produce_stream_batch_max);
             let limit = self.log.record_bytes_max();
             let (responses, out) = mpsc::channel(STREAM_BUFFER);
             let shutdown = self.shutdown.clone();
@@ -267,7 +317,7 @@ impl<L: CommitLog> LogApi for LogService<L> {
                     // Checked here, before queueing, so a queue of bad or
                     // oversize requests cannot build up.
                     let item = match next {
-                        Ok(Some(request)) => checked_value(request, limit),
+                        Ok(Some(request)) => checked_item(request, limit),
                         Ok(None) => return,
                         Err(status) => Err(refine_decode_status(status)),
                     };
@@ -319,14 +369,10 @@ impl<L: CommitLog> LogApi for LogService<L> {
                         }
                     }
                     if !good.is_empty() {
-                        let count = good.len() as u64;
-                        match log.append(good).await {
-                            Ok(first) => {
-                                if !acknowledge(&responses, first, count).await {
-                                    return;
-                                }
-                            }
-                            Err(error) => failure = Some(error.into()),
+                        match append_and_acknowledge(&*log, good, &responses).await {
+                            Ok(true) => {}
+                            Ok(false) => return,
+                            Err(status) => failure = Some(status),
                         }
                     }
                     if let Some(status) = failure {

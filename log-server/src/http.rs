@@ -22,6 +22,7 @@ use crate::commit_log::CommitLog;
 use crate::config::ServerConfig;
 use crate::error::Error;
 use crate::follow::{Follow, FollowEnd};
+use crate::produce::Item;
 
 struct AppState<L> {
     log: Arc<L>,
@@ -104,15 +105,32 @@ struct RecordIn {
 }
 
 #[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
 struct ProduceIn {
     record: RecordIn,
+    // Idempotent produce (see the proto): 0 = off.
+    #[serde(
+        default,
+        alias = "producer_id",
+        deserialize_with = "u64_from_number_or_string"
+    )]
+    producer_id: u64,
+    #[serde(default, deserialize_with = "u64_from_number_or_string")]
+    sequence: u64,
 }
 
 #[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
 struct ProduceBatchIn {
     records: Vec<RecordIn>,
+    #[serde(
+        default,
+        alias = "producer_id",
+        deserialize_with = "u64_from_number_or_string"
+    )]
+    producer_id: u64,
+    #[serde(default, deserialize_with = "u64_from_number_or_string")]
+    sequence: u64,
 }
 
 #[derive(Serialize)]
@@ -176,10 +194,16 @@ async fn produce<L: CommitLog>(
     };
     let result = async {
         let value = decode_base64(&request.record.value)?;
-        state.log.append(vec![value]).await
+        if request.producer_id == 0 {
+            let offset = state.log.append(vec![value]).await?;
+            return Ok::<_, Error>(serde_json::json!({ "offset": offset }));
+        }
+        let item = Item::new(value, request.producer_id, request.sequence);
+        let answer = crate::produce::append_one(&*state.log, item).await?;
+        Ok(serde_json::json!({ "offset": answer.offset, "duplicate": answer.duplicate }))
     };
     match result.await {
-        Ok(offset) => Json(serde_json::json!({ "offset": offset })).into_response(),
+        Ok(body) => Json(body).into_response(),
         Err(error) => error.into_response(),
     }
 }
@@ -204,13 +228,24 @@ async fn produce_batch<L: CommitLog>(
             .iter()
             .map(|r| decode_base64(&r.value))
             .collect::<Result<Vec<_>, _>>()?;
+        if request.producer_id != 0 {
+            let producer = log_core::Producer {
+                id: request.producer_id,
+                sequence: request.sequence,
+            };
+            let appended = state.log.append_idempotent(values, producer).await?;
+            return Ok(serde_json::json!({
+                "baseOffset": appended.first,
+                "count": appended.count,
+                "duplicate": appended.duplicate,
+            }));
+        }
         let count = values.len();
-        Ok((state.log.append(values).await?, count))
+        let base_offset = state.log.append(values).await?;
+        Ok(serde_json::json!({ "baseOffset": base_offset, "count": count }))
     };
     match result.await {
-        Ok((base_offset, count)) => {
-            Json(serde_json::json!({ "baseOffset": base_offset, "count": count })).into_response()
-        }
+        Ok(body) => Json(body).into_response(),
         Err(error) => error.into_response(),
     }
 }

@@ -32,12 +32,15 @@ mod http;
 mod local;
 pub mod metrics;
 mod probes;
+mod produce;
 mod server;
 mod trace;
 pub mod transport;
 
 pub use access::{Access, AccessPolicy, Action, AllowAll};
-pub use commit_log::{CommitLog, LogInfo, ServerDirectory, ServerInfo, ServerState};
+pub use commit_log::{
+    Appended, CommitLog, LogInfo, ServerDirectory, ServerInfo, ServerState, no_producer_table,
+};
 pub use config::ServerConfig;
 pub use error::{Error, Result};
 pub use grpc::LogService;

@@ -3,10 +3,12 @@
 use std::sync::Arc;
 
 use bytes::Bytes;
-use log_core::{Deferred, Log, Record};
+use log_core::{Deferred, Log, Producer, Record};
 use tokio::sync::{Semaphore, watch};
 
-use crate::commit_log::{CommitLog, LogInfo, ServerDirectory, ServerInfo, ServerState};
+use crate::commit_log::{
+    Appended, CommitLog, LogInfo, ServerDirectory, ServerInfo, ServerState, no_producer_table,
+};
 use crate::error::{Error, Result};
 
 /// A local log served directly.
@@ -139,6 +141,15 @@ async fn blocking<T: Send + 'static>(
 // Debug-level spans: off in info logs, exported as children of the request
 // span when OTLP is on (see the agent's telemetry filter).
 impl CommitLog for LocalLog {
+    /// A local log keeps no producer table: refused (`FailedPrecondition`).
+    async fn append_idempotent(
+        &self,
+        _values: Vec<Bytes>,
+        _producer: Producer,
+    ) -> Result<Appended> {
+        Err(no_producer_table())
+    }
+
     #[tracing::instrument(
         level = "debug",
         name = "append",

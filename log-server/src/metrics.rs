@@ -35,10 +35,10 @@ use axum::extract::{MatchedPath, Request};
 use axum::middleware::Next;
 use axum::response::Response;
 use bytes::Bytes;
-use log_core::Record;
+use log_core::{Producer, Record};
 use tokio::sync::watch;
 
-use crate::commit_log::{CommitLog, LogInfo, ServerInfo};
+use crate::commit_log::{Appended, CommitLog, LogInfo, ServerInfo};
 use crate::error::{Error, Result};
 
 /// Renders the metrics exposition text (Prometheus text format 0.0.4).
@@ -57,6 +57,7 @@ fn error_kind(error: &Error) -> &'static str {
         Error::RequestTimeout(_) => "request_timeout",
         Error::Overloaded(_) => "overloaded",
         Error::Unavailable(_) => "unavailable",
+        Error::FailedPrecondition(_) => "failed_precondition",
         Error::Internal => "internal",
     }
 }
@@ -86,6 +87,21 @@ impl<L: CommitLog> CommitLog for Instrumented<L> {
         if result.is_ok() {
             metrics::counter!("proglog_produced_records_total").increment(records);
             metrics::counter!("proglog_produced_bytes_total").increment(bytes as u64);
+        }
+        result
+    }
+
+    async fn append_idempotent(&self, values: Vec<Bytes>, producer: Producer) -> Result<Appended> {
+        let bytes: Vec<usize> = values.iter().map(Bytes::len).collect();
+        let result = self.0.append_idempotent(values, producer).await;
+        count_error(&result);
+        if let Ok(appended) = &result
+            && !appended.duplicate
+        {
+            let count = appended.count as usize;
+            let appended_bytes: usize = bytes.iter().take(count).sum();
+            metrics::counter!("proglog_produced_records_total").increment(count as u64);
+            metrics::counter!("proglog_produced_bytes_total").increment(appended_bytes as u64);
         }
         result
     }
