@@ -4,7 +4,9 @@
 use std::collections::{HashSet, VecDeque};
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll};
+use std::time::Duration;
 
 use bytes::Bytes;
 use futures_util::StreamExt as _;
@@ -17,6 +19,10 @@ use crate::client::Identity;
 use crate::error::{Error, Result};
 use crate::retry::Attempts;
 use crate::routing::Operation;
+
+/// How often a producer streaming through a follower (no leader was known
+/// when it connected) asks whether a leader is known now.
+const LEADER_LOOKUP_INTERVAL: Duration = Duration::from_secs(1);
 
 /// A record handed to the producer, with where its answer goes.
 struct Pending {
@@ -125,6 +131,9 @@ enum Broke {
     Done,
     /// It failed at `addr`.
     Failed { addr: String, error: Error },
+    /// It ran through a follower (no leader was known when it opened) and
+    /// a leader is known now: reopen there.
+    Moved,
 }
 
 impl Driver {
@@ -179,6 +188,7 @@ impl Driver {
             }
             match self.stream().await {
                 Broke::Done => return,
+                Broke::Moved => {}
                 Broke::Failed { addr, error } => self.recover(addr, error).await,
             }
         }
@@ -187,7 +197,7 @@ impl Driver {
     /// One `ProduceStream` to the node routing picks: resends what is in
     /// flight, then pipelines new records until it breaks or all is done.
     async fn stream(&mut self) -> Broke {
-        let shared = &self.client.shared;
+        let shared = Arc::clone(&self.client.shared);
         let in_flight_max = shared.config.in_flight_max;
         let addr = match shared.route(Operation::Write, &self.excluded) {
             Some(addr) => addr,
@@ -235,9 +245,22 @@ impl Driver {
                 };
             }
         };
+        // Through a follower the records are forwarded: correct, but a hop
+        // more. Look for the leader now and then, and move once it is known
+        // (with idempotence only: moving resends what is in flight).
+        let through_follower =
+            self.identity.is_some() && shared.leader().as_deref() != Some(addr.as_str());
+        let mut look_for_leader = tokio::time::interval(LEADER_LOOKUP_INTERVAL);
+        look_for_leader.tick().await;
         loop {
             let room = self.requests_open && self.in_flight.len() < in_flight_max;
             tokio::select! {
+                _ = look_for_leader.tick(), if through_follower => {
+                    let _ = shared.refresh().await;
+                    if shared.leader().is_some_and(|leader| leader != addr) {
+                        return Broke::Moved;
+                    }
+                }
                 pending = self.requests.recv(), if room => match pending {
                     Some(pending) => {
                         self.admit(pending);
