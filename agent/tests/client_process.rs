@@ -292,9 +292,6 @@ async fn a_follow_stream_survives_killing_its_node_without_gap_or_repeat() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "needs the server side of idempotent produce (the lead's \"idempotent produce\" \
-            commit): without it a record acknowledged by the killed leader but resent is \
-            appended twice"]
 async fn a_pipelined_producer_survives_a_leader_kill_with_every_record_once() {
     const RECORDS: usize = 100_000;
     let mut cluster = Cluster::start();
@@ -395,7 +392,6 @@ async fn produce_raw(
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "needs the server side of idempotent produce (the lead's \"idempotent produce\" commit)"]
 async fn a_resent_sequence_keeps_its_offset_across_a_leader_change_and_a_full_restart() {
     let mut cluster = Cluster::start();
     let addrs = cluster.addrs();
