@@ -28,10 +28,11 @@ pub struct ClusterSection {
     /// (absent: plaintext gossip). `proglog cert gossip-key` writes one.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub gossip_key_file: Option<PathBuf>,
-    /// Replication: 0 keeps it off (each node serves its own log); N >= 1
-    /// replicates the log with Raft, and a node without Raft state waits
-    /// until N members (itself included) are seen by gossip, then all start
-    /// with exactly those N as voters.
+    /// Replication: N >= 1 (default 1) replicates the log with Raft, and a
+    /// node without Raft state waits until N members (itself included) are
+    /// seen by gossip, then all start with exactly those N as voters; with
+    /// 1 a lone node is a cluster of one voter that others can join later.
+    /// 0 turns Raft off (a standalone log, the only kind with retention).
     pub bootstrap_expect: u32,
     /// Milliseconds between gossip probes of a random member.
     pub probe_period_ms: u64,
@@ -52,7 +53,7 @@ impl Default for ClusterSection {
             rpc_advertise_addr: String::new(),
             join: Vec::new(),
             gossip_key_file: None,
-            bootstrap_expect: 0,
+            bootstrap_expect: 1,
             probe_period_ms: 1_000,
             suspect_to_down_ms: 0,
             leave_timeout_ms: 1_500,

@@ -394,7 +394,12 @@ impl AgentConfig {
         }
         self.cluster.validate(&self.rpc_addr)?;
         if self.cluster.replication_enabled() {
-            if self.tls_cert_file.is_some() && self.tls_client_ca_file.is_none() {
+            // Without gossip no peer can ever connect, so a cluster of one
+            // needs no node certificates.
+            if self.cluster.gossip_enabled()
+                && self.tls_cert_file.is_some()
+                && self.tls_client_ca_file.is_none()
+            {
                 return bad(
                     "tls_client_ca_file",
                     "replication with TLS needs mutual TLS: nodes present their certificates \
@@ -405,7 +410,8 @@ impl AgentConfig {
             if self.log.retention_bytes_max.is_some() || self.log.retention_age_ms.is_some() {
                 return bad(
                     "cluster.bootstrap_expect",
-                    "retention is not supported on a replicated log yet; unset log.retention_*"
+                    "retention is not supported on a replicated log yet: unset log.retention_*, \
+                     or set cluster.bootstrap_expect = 0 (--bootstrap-expect 0) for a standalone log"
                         .into(),
                 );
             }

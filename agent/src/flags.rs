@@ -110,7 +110,7 @@ pub struct ClusterFlags {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub join: Option<Vec<String>>,
     /// Replicate with Raft: wait for N members, then start them as the
-    /// voters (0: replication off).
+    /// voters (default 1: a cluster of one; 0: replication off).
     #[arg(long, value_name = "N")]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub bootstrap_expect: Option<u32>,

@@ -93,6 +93,35 @@ async fn reload_on_hangup(mut hangup: tokio::signal::unix::Signal, security: Arc
     }
 }
 
+/// Longest a cluster of one waits to lead before serving.
+const SOLE_VOTER_ELECTION_BOUND: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// A data directory holds a standalone log (`log/`) or a replicated one
+/// (`raft/`): starting it as the other kind would serve an empty log
+/// beside the data, so that is refused, saying which setting fits.
+fn refuse_the_other_kind_of_log(
+    data_dir: &std::path::Path,
+    replicated: bool,
+) -> anyhow::Result<()> {
+    let (standalone, raft) = (data_dir.join("log"), data_dir.join("raft"));
+    if replicated && standalone.exists() && !raft.exists() {
+        anyhow::bail!(
+            "{} holds a standalone log (written with cluster.bootstrap_expect = 0, or before Raft \
+             was the default); serve it with --bootstrap-expect 0 (a replicated node would start \
+             an empty log beside it)",
+            standalone.display()
+        );
+    }
+    if !replicated && raft.exists() && !standalone.exists() {
+        anyhow::bail!(
+            "{} holds a replicated log; serve it with --bootstrap-expect 1 or more \
+             (bootstrap_expect = 0 would start an empty standalone log beside it)",
+            raft.display()
+        );
+    }
+    Ok(())
+}
+
 /// Runs a node until `shutdown` is cancelled (the testable core of [`run`]).
 ///
 /// # Errors
@@ -127,6 +156,7 @@ pub async fn run_until(
     } else {
         config.data_dir.join("log")
     };
+    refuse_the_other_kind_of_log(&config.data_dir, replicated)?;
     let existed = log_dir.join("lock").exists();
     let log_config = config.log_config();
     let (log, storage) = if replicated {
@@ -135,7 +165,7 @@ pub async fn run_until(
             replicator::LogStorage::open(&raft_dir, log_config)
         })
         .await?
-        .with_context(|| format!("opening the replicated log in {}", log_dir.display()))?;
+        .with_context(|| format!("opening the log in {}", log_dir.display()))?;
         (storage.log(), Some(storage))
     } else {
         let dir = log_dir.clone();
@@ -218,6 +248,24 @@ pub async fn run_until(
         transport,
         inbox_receiver,
     )?;
+    if storage.conf_state().get_voters() == [cluster.node_id()] {
+        // A cluster of one elects itself at once: serve once it leads, so
+        // the first produce after the port opens is not refused.
+        let mut status = replica.status();
+        let leads = tokio::time::timeout(
+            SOLE_VOTER_ELECTION_BOUND,
+            status.wait_for(|s| {
+                s.role == replicator::Role::Leader && s.applied_index >= s.commit_index
+            }),
+        )
+        .await;
+        if !matches!(leads, Ok(Ok(_))) {
+            tracing::warn!(
+                bound = ?SOLE_VOTER_ELECTION_BOUND,
+                "the only voter did not become leader in time; serving anyway (writes are refused until it does)"
+            );
+        }
+    }
     tokio::spawn(crate::membership::manage(
         replica.clone(),
         cluster.clone(),

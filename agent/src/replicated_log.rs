@@ -185,11 +185,37 @@ impl ReplicatedLog {
     }
 }
 
+/// A count as a span field: OpenTelemetry integers are signed.
+fn attribute(count: usize) -> i64 {
+    i64::try_from(count).unwrap_or(i64::MAX)
+}
+
+// Debug-level spans, as the local log's: children of the request span when
+// OTLP is on.
 impl CommitLog for ReplicatedLog {
+    #[tracing::instrument(
+        level = "debug",
+        name = "append",
+        skip_all,
+        fields(
+            records = attribute(values.len()),
+            bytes = attribute(values.iter().map(Bytes::len).sum::<usize>()),
+        )
+    )]
     async fn append(&self, values: Vec<Bytes>) -> Result<u64> {
         Ok(self.propose(values, None).await?.first)
     }
 
+    #[tracing::instrument(
+        level = "debug",
+        name = "append",
+        skip_all,
+        fields(
+            records = attribute(values.len()),
+            bytes = attribute(values.iter().map(Bytes::len).sum::<usize>()),
+            producer = producer.id,
+        )
+    )]
     async fn append_idempotent(&self, values: Vec<Bytes>, producer: Producer) -> Result<Appended> {
         self.propose(values, Some(producer)).await
     }
@@ -225,7 +251,8 @@ impl CommitLog for ReplicatedLog {
                 if record.kind != RecordKind::Data {
                     continue;
                 }
-                bytes += record.value.len() as u64;
+                // As the local log counts: stored frames, header included.
+                bytes += (log_core::FRAME_HEADER_BYTES + record.value.len()) as u64;
                 if !records.is_empty() && bytes > bytes_max {
                     return Ok(records);
                 }

@@ -295,3 +295,47 @@ fn an_unusable_data_directory_names_the_os_error_once() {
     assert!(last.starts_with("error: opening the log"), "{stderr}");
     assert_eq!(last.matches("os error").count(), 1, "{last}");
 }
+
+/// Goal: a data directory holding a standalone log is never served as an
+/// empty replicated one (the default is a Raft cluster of one), nor the
+/// reverse: the start is refused, naming the setting that fits, and the
+/// records are still there with it.
+#[test]
+fn a_data_directory_of_the_other_kind_of_log_is_refused_naming_the_setting() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let standalone = dir.path().join("standalone");
+    let mut node = Node::start(&standalone, &["--bootstrap-expect", "0"]);
+    assert_eq!(produce_http(&node.addr, "aGVsbG8="), 0);
+    node.signal("TERM");
+    assert!(node.wait_exit().success());
+    let refused = |data_dir: &std::path::Path, extra: &[&str]| {
+        let output = proglog()
+            .args(["agent", "--rpc-addr", "127.0.0.1:0", "--data-dir"])
+            .arg(data_dir)
+            .args(extra)
+            .output()
+            .expect("run");
+        assert_eq!(output.status.code(), Some(1), "{output:?}");
+        String::from_utf8_lossy(&output.stderr).into_owned()
+    };
+    let stderr = refused(&standalone, &[]);
+    assert!(
+        stderr.contains("holds a standalone log") && stderr.contains("--bootstrap-expect 0"),
+        "{stderr}"
+    );
+    assert!(!standalone.join("raft").exists(), "no Raft log was created");
+    let node = Node::start(&standalone, &["--bootstrap-expect", "0"]);
+    assert_eq!(values_http(&node.addr), ["aGVsbG8="], "the record is there");
+    drop(node);
+
+    let replicated = dir.path().join("replicated");
+    let mut node = Node::start(&replicated, &[]);
+    assert_eq!(produce_http(&node.addr, "aGVsbG8="), 0);
+    node.signal("TERM");
+    assert!(node.wait_exit().success());
+    let stderr = refused(&replicated, &["--bootstrap-expect", "0"]);
+    assert!(
+        stderr.contains("holds a replicated log") && stderr.contains("--bootstrap-expect 1"),
+        "{stderr}"
+    );
+}

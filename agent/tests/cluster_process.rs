@@ -36,6 +36,8 @@ struct Member {
     gossip_addr: String,
 }
 
+/// A gossip member without Raft (`--bootstrap-expect 0`): these tests are
+/// about discovery alone (replication_process.rs has the Raft ones).
 fn start(dir: &Path, name: &str, gossip_addr: &str, seed: Option<&str>) -> Member {
     let mut args = vec![
         "--node-name",
@@ -44,6 +46,8 @@ fn start(dir: &Path, name: &str, gossip_addr: &str, seed: Option<&str>) -> Membe
         gossip_addr,
         "--fsync",
         "never",
+        "--bootstrap-expect",
+        "0",
     ];
     if let Some(seed) = seed {
         args.extend(["--join", seed]);
