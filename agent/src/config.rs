@@ -253,6 +253,15 @@ const CLIENT_VARIABLES: &[&str] = &[
     "TLS_SERVER_NAME",
 ];
 
+/// Whether a `PROGLOG_*` variable (prefix stripped) is one Kubernetes
+/// injects for a Service named `proglog` (`PROGLOG_SERVICE_HOST`,
+/// `PROGLOG_PORT_8400_TCP_ADDR`, ...): not an agent key, and no agent key
+/// starts that way.
+fn is_service_link(key: &str) -> bool {
+    let key = key.to_ascii_uppercase();
+    key == "PORT" || key.starts_with("PORT_") || key.starts_with("SERVICE_")
+}
+
 impl AgentConfig {
     /// Builds the configuration from its layers and validates it.
     ///
@@ -275,6 +284,7 @@ impl AgentConfig {
         figment = figment.merge(
             Env::prefixed("PROGLOG_")
                 .ignore(CLIENT_VARIABLES)
+                .filter(|key| !is_service_link(key.as_str()))
                 .split("__"),
         );
         figment = figment.merge(Serialized::defaults(flags));

@@ -88,8 +88,9 @@ fn an_invalid_config_exits_2_naming_the_key_before_opening_anything() {
 }
 
 /// Goal: a shell set up for the CLI (`PROGLOG_ADDR`, `PROGLOG_CA_FILE`, ...,
-/// as docs/security.md suggests) can still start a node: those variables
-/// are the client's, not agent keys.
+/// as docs/security.md suggests), or a pod with Kubernetes service links
+/// (`PROGLOG_SERVICE_HOST`, ...), can still start a node: those variables
+/// are not agent keys.
 #[test]
 fn the_clients_environment_variables_do_not_stop_the_agent() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -102,6 +103,11 @@ fn the_clients_environment_variables_do_not_stop_the_agent() {
             ("PROGLOG_CERT_FILE", "/nonexistent/c.pem"),
             ("PROGLOG_KEY_FILE", "/nonexistent/k.pem"),
             ("PROGLOG_TLS_SERVER_NAME", "node-0"),
+            // What Kubernetes injects for a Service named `proglog`.
+            ("PROGLOG_SERVICE_HOST", "10.0.0.7"),
+            ("PROGLOG_SERVICE_PORT_GRPC", "8400"),
+            ("PROGLOG_PORT", "tcp://10.0.0.7:8400"),
+            ("PROGLOG_PORT_8400_TCP_ADDR", "10.0.0.7"),
         ],
     );
 }
