@@ -569,6 +569,7 @@ struct ServerJson {
     rpc_addr: String,
     state: String,
     is_leader: bool,
+    role: String,
 }
 
 /// `proglog servers --json`.
@@ -596,11 +597,12 @@ pub async fn servers(args: InfoArgs) -> anyhow::Result<()> {
                 rpc_addr: s.rpc_addr,
                 state: s.state,
                 is_leader: s.is_leader,
+                role: s.role,
             })
             .collect();
         format!("{}\n", serde_json::to_string(&ServersJson { servers })?)
     } else {
-        let rows: Vec<[String; 5]> = servers
+        let rows: Vec<[String; 6]> = servers
             .into_iter()
             .map(|s| {
                 [
@@ -608,11 +610,19 @@ pub async fn servers(args: InfoArgs) -> anyhow::Result<()> {
                     s.node_id.to_string(),
                     s.rpc_addr,
                     s.state,
+                    if s.role.is_empty() {
+                        "-".to_owned()
+                    } else {
+                        s.role
+                    },
                     if s.is_leader { "yes" } else { "no" }.to_owned(),
                 ]
             })
             .collect();
-        table(["NAME", "NODE ID", "RPC ADDRESS", "STATE", "LEADER"], &rows)
+        table(
+            ["NAME", "NODE ID", "RPC ADDRESS", "STATE", "ROLE", "LEADER"],
+            &rows,
+        )
     };
     io::stdout()
         .write_all(text.as_bytes())

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use discovery::{Discovery, Keyring, MemberEvent, MemberState, NodeIdentity};
-use log_server::{ServerDirectory, ServerInfo, ServerState};
+use log_server::{ServerDirectory, ServerInfo, ServerRole, ServerState};
 use tokio::sync::mpsc;
 
 use crate::config::AgentConfig;
@@ -262,7 +262,7 @@ impl Cluster {
                     tracing::warn!(
                         seen = new.len(),
                         expect,
-                        "more new members than bootstrap_expect: not bootstrapping (the voter set would be ambiguous)"
+                        "more new members than bootstrap_expect: not bootstrapping (the voter set would be ambiguous); start every node of a new cluster with the same --bootstrap-expect N"
                     );
                 }
             }
@@ -338,6 +338,7 @@ impl Cluster {
                 rpc_addr: self.rpc_addr.clone(),
                 is_leader: true,
                 state: ServerState::Alive,
+                role: ServerRole::None,
             },
             discovery: self.discovery.clone(),
         })
@@ -394,6 +395,8 @@ impl ServerDirectory for Directory {
                     MemberState::Down => ServerState::Down,
                     MemberState::Left => ServerState::Left,
                 },
+                // The replicated log fills this in from its configuration.
+                role: ServerRole::None,
             })
             .collect()
     }

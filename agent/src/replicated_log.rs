@@ -12,7 +12,9 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use log_core::{Producer, Record, RecordKind};
-use log_server::{Appended, CommitLog, Error, LogInfo, Result, ServerDirectory, ServerInfo};
+use log_server::{
+    Appended, CommitLog, Error, LogInfo, Result, ServerDirectory, ServerInfo, ServerRole,
+};
 use replicator::{LogStorage, Proposed, Replica, Status};
 use tokio::sync::watch;
 
@@ -286,11 +288,19 @@ impl CommitLog for ReplicatedLog {
 
     fn servers(&self) -> Vec<ServerInfo> {
         let leader = self.status().leader;
+        let conf = self.replica.conf_state();
         self.directory
             .servers()
             .into_iter()
             .map(|server| ServerInfo {
                 is_leader: Some(server.node_id) == leader,
+                role: if conf.get_voters().contains(&server.node_id) {
+                    ServerRole::Voter
+                } else if conf.get_learners().contains(&server.node_id) {
+                    ServerRole::Learner
+                } else {
+                    ServerRole::None
+                },
                 ..server
             })
             .collect()

@@ -77,6 +77,24 @@ fn leader_of(addr: &str) -> Option<String> {
     }
 }
 
+/// `(name, role)` of every server `proglog servers --json` lists at `addr`.
+fn roles_of(addr: &str) -> Vec<(String, String)> {
+    let output = proglog(&["servers", "--json", "--addr", addr]);
+    assert!(output.status.success(), "{output:?}");
+    let json: serde_json::Value = serde_json::from_slice(&output.stdout).expect("json");
+    let mut roles: Vec<(String, String)> = json["servers"]
+        .as_array()
+        .expect("servers")
+        .iter()
+        .map(|s| {
+            let field = |key: &str| s[key].as_str().unwrap_or_default().to_owned();
+            (field("id"), field("role"))
+        })
+        .collect();
+    roles.sort();
+    roles
+}
+
 /// Waits until every node in `addrs` names the same single leader.
 fn agreed_leader(addrs: &[&str]) -> String {
     let deadline = Instant::now() + ELECTION_TIMEOUT;
@@ -406,6 +424,7 @@ fn a_single_node_grows_to_three_and_then_survives_losing_the_first() {
     n1.wait_listening();
     n1.wait_for("bootstrapping the Raft cluster");
     agreed_leader(&[n1.addr.as_str()]);
+    assert_eq!(roles_of(&n1.addr), [("n1".to_owned(), "voter".to_owned())]);
     let mut acked: Vec<(u64, String)> = Vec::new();
     for i in 0..5 {
         let value = format!("g{i}");
@@ -447,6 +466,15 @@ fn a_single_node_grows_to_three_and_then_survives_losing_the_first() {
         );
         std::thread::sleep(POLL_INTERVAL);
     }
+    let voters: Vec<(String, String)> = names
+        .iter()
+        .map(|name| ((*name).to_owned(), "voter".to_owned()))
+        .collect();
+    assert_eq!(
+        roles_of(&joined[1].addr),
+        voters,
+        "GetServers shows the roles"
+    );
     let value = "before-kill".to_owned();
     acked.push((
         produce(&joined[0].addr, &value).expect("produce"),

@@ -46,6 +46,9 @@ pub struct Server {
     /// Its gossip state: "alive", "suspect", "down" or "left" (empty from
     /// servers without gossip).
     pub state: String,
+    /// Its place in the Raft configuration: "voter", "learner" or empty
+    /// (not in it yet, or no replication).
+    pub role: String,
 }
 
 impl From<proto::v1::Server> for Server {
@@ -56,6 +59,7 @@ impl From<proto::v1::Server> for Server {
             rpc_addr: server.rpc_addr,
             is_leader: server.is_leader,
             state: server.state,
+            role: server.role,
         }
     }
 }

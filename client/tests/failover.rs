@@ -212,6 +212,7 @@ impl Log for Fake {
                 is_leader: i == state.leader,
                 node_id: i as u64 + 1,
                 state: "alive".to_owned(),
+                role: "voter".to_owned(),
             })
             .collect();
         Ok(Response::new(GetServersResponse { servers }))

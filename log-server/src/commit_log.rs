@@ -60,6 +60,30 @@ pub struct ServerInfo {
     pub is_leader: bool,
     /// Whether it is reachable, as membership sees it.
     pub state: ServerState,
+    /// Its place in the Raft configuration.
+    pub role: ServerRole,
+}
+
+/// A server's place in the Raft configuration.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ServerRole {
+    /// Votes and counts towards the majority.
+    Voter,
+    /// Receives the log; does not vote (a node catching up to join).
+    Learner,
+    /// Not in the configuration (not added yet, or no replication).
+    None,
+}
+
+impl ServerRole {
+    /// The lowercase name clients see ("" for [`ServerRole::None`]).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Voter => "voter",
+            Self::Learner => "learner",
+            Self::None => "",
+        }
+    }
 }
 
 /// A server's state as cluster membership sees it.

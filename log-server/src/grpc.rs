@@ -493,6 +493,7 @@ impl<L: CommitLog> LogApi for LogService<L> {
                     is_leader: s.is_leader,
                     node_id: s.node_id,
                     state: s.state.as_str().to_owned(),
+                    role: s.role.as_str().to_owned(),
                 })
                 .collect();
             Ok(Response::new(GetServersResponse { servers }))

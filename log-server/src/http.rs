@@ -391,6 +391,7 @@ async fn servers<L: CommitLog>(State(state): State<Arc<AppState<L>>>) -> Respons
                 "rpcAddr": s.rpc_addr,
                 "isLeader": s.is_leader,
                 "state": s.state.as_str(),
+                "role": s.role.as_str(),
             })
         })
         .collect();

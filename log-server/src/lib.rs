@@ -39,7 +39,8 @@ pub mod transport;
 
 pub use access::{Access, AccessPolicy, Action, AllowAll};
 pub use commit_log::{
-    Appended, CommitLog, LogInfo, ServerDirectory, ServerInfo, ServerState, no_producer_table,
+    Appended, CommitLog, LogInfo, ServerDirectory, ServerInfo, ServerRole, ServerState,
+    no_producer_table,
 };
 pub use config::ServerConfig;
 pub use error::{Error, Result};

@@ -7,7 +7,8 @@ use log_core::{Deferred, Log, Producer, Record};
 use tokio::sync::{Semaphore, watch};
 
 use crate::commit_log::{
-    Appended, CommitLog, LogInfo, ServerDirectory, ServerInfo, ServerState, no_producer_table,
+    Appended, CommitLog, LogInfo, ServerDirectory, ServerInfo, ServerRole, ServerState,
+    no_producer_table,
 };
 use crate::error::{Error, Result};
 
@@ -301,6 +302,7 @@ impl CommitLog for LocalLog {
             rpc_addr: self.rpc_addr.clone(),
             is_leader: true,
             state: ServerState::Alive,
+            role: ServerRole::None,
         }]
     }
 
