@@ -38,6 +38,15 @@ pub async fn manage(replica: Replica, cluster: Cluster, shutdown: CancellationTo
         }
         // Promote a caught-up learner first, then add one newcomer.
         let progress = replica.progress().await;
+        // Each peer's replication lag, on the leader (entries behind its
+        // last index); followers export none.
+        for peer in progress.iter().filter(|p| p.id != id) {
+            let name = cluster
+                .member_name(peer.id)
+                .unwrap_or_else(|| peer.id.to_string());
+            metrics::gauge!("proglog_raft_peer_lag_entries", "peer" => name)
+                .set(status.last_index.saturating_sub(peer.matched) as f64);
+        }
         let caught_up = progress
             .iter()
             .find(|p| p.learner && p.matched >= status.commit_index)

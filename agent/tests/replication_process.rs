@@ -475,6 +475,19 @@ fn a_single_node_grows_to_three_and_then_survives_losing_the_first() {
         voters,
         "GetServers shows the roles"
     );
+    let deadline = Instant::now() + FAILOVER_TIMEOUT;
+    loop {
+        let metrics = reqwest_get(&format!("http://{}/metrics", n1.addr));
+        let lag = |peer: &str| format!("proglog_raft_peer_lag_entries{{peer=\"{peer}\"}}");
+        if ["n2", "n3"].iter().all(|peer| metrics.contains(&lag(peer))) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the leader exports no lag for its peers: {metrics}"
+        );
+        std::thread::sleep(POLL_INTERVAL);
+    }
     let value = "before-kill".to_owned();
     acked.push((
         produce(&joined[0].addr, &value).expect("produce"),
