@@ -46,7 +46,7 @@ compare:
 
 # Each fuzz target's run time in `fuzz-smoke`, in seconds.
 FUZZ_SECONDS ?= 30
-FUZZ_TARGETS := frame_decoder open_dir gossip_envelope
+FUZZ_TARGETS := frame_decoder open_dir gossip_envelope raft_state_file producer_checkpoint raft_message
 
 # Runs each cargo-fuzz target for FUZZ_SECONDS on stable (no sanitizer),
 # starting from its checked-in seeds. The seeds are copied into a scratch

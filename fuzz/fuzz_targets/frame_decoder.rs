@@ -60,7 +60,14 @@ fn check(bytes: &[u8], limit: u64) -> Option<(Record, usize)> {
                     &record.value[..],
                     *used
                 ),
-                (r.offset, r.term, r.timestamp_ms, r.kind, &r.payload[..], r.used),
+                (
+                    r.offset,
+                    r.term,
+                    r.timestamp_ms,
+                    r.kind,
+                    &r.payload[..],
+                    r.used
+                ),
                 "decode_frame and the reference parser disagree on the fields"
             );
         }

@@ -46,10 +46,16 @@ fuzz_target!(|data: &[u8]| {
         assert_eq!(sealed.len(), payload.len() + SEALED_OVERHEAD_BYTES);
         match &receiver {
             Some(receiver) => {
-                assert_eq!(envelope::open(Some(receiver), &sealed).as_deref(), Ok(payload));
+                assert_eq!(
+                    envelope::open(Some(receiver), &sealed).as_deref(),
+                    Ok(payload)
+                );
             }
             None => {
-                assert_eq!(envelope::open(None, &sealed), Err(DropReason::SealedWithoutKey));
+                assert_eq!(
+                    envelope::open(None, &sealed),
+                    Err(DropReason::SealedWithoutKey)
+                );
             }
         }
         let stranger = Keyring::new(&[KEY_B]).expect("one key");

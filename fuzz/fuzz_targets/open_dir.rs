@@ -109,6 +109,7 @@ fn run(dir: &Path, config: &Config, appends: usize, store_bytes: u64) {
             term: 1,
             timestamp_ms: 1_800_000_000_000,
             kind: RecordKind::Data,
+            producer: None,
             value: (0..len).map(|j| (j % 251) as u8).collect(),
         };
         let before = log.next_offset();

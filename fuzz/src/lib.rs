@@ -3,6 +3,8 @@
 //! * an independent CRC-32C and reference frame parser, written from the
 //!   frame layout documented in `log-core/src/record.rs`, so the
 //!   `frame_decoder` target can compare log-core's decoder against it;
+//! * `fix_trailing_checksum`, for the replicator's files that end in a
+//!   CRC-32C of the rest;
 //! * the tiny "directory image" format that the `open_dir` target turns fuzz
 //!   input into, and its encoder (used to make seeds).
 //!
@@ -87,6 +89,19 @@ pub fn fix_checksum(bytes: &mut [u8]) -> bool {
     };
     let crc = frame_checksum(&bytes[..end]);
     bytes[4..8].copy_from_slice(&crc.to_le_bytes());
+    true
+}
+
+/// For files that end in a CRC-32C of every byte before it (the Raft state
+/// file, the producer checkpoint): overwrites the last 4 bytes with the
+/// right value, so mutated fields get past the checksum. Returns whether
+/// there was room for one.
+pub fn fix_trailing_checksum(bytes: &mut [u8]) -> bool {
+    let Some(at) = bytes.len().checked_sub(4) else {
+        return false;
+    };
+    let crc = crc32c(&[&bytes[..at]]);
+    bytes[at..].copy_from_slice(&crc.to_le_bytes());
     true
 }
 
@@ -443,7 +458,7 @@ mod tests {
             timestamp_ms: 77,
             kind: RecordKind::Internal,
             producer: None,
-            value: b"abc".to_vec(),
+            value: b"abc".to_vec().into(),
         };
         let mut buf = Vec::new();
         log_core::encode_frame(&record, 5, &mut buf);

@@ -273,7 +273,11 @@ impl Producers {
                     index: reader.u64()?,
                     len: reader.u64()?,
                 };
-                state.remembered += run.len;
+                // A damaged (or hostile) file must be refused, not overflow.
+                state.remembered = state
+                    .remembered
+                    .checked_add(run.len)
+                    .ok_or_else(|| "run lengths overflow".to_owned())?;
                 state.runs.push_back(run);
             }
             table.now_ms = table.now_ms.max(last_ms);
@@ -285,6 +289,25 @@ impl Producers {
         table.expired_at_ms = table.now_ms;
         Ok((table, applied))
     }
+}
+
+/// The checkpoint file's bytes for `table` as of `applied` (the layout in
+/// the module docs).
+pub fn encode_checkpoint(table: &Producers, applied: u64) -> Vec<u8> {
+    table.encode(applied)
+}
+
+/// Decodes a checkpoint file's bytes, as [`Checkpoint::load`] does: the
+/// table and the applied index it is as of. The fuzz target's entry point.
+///
+/// # Errors
+/// Why the bytes are not a valid checkpoint (checksum, magic or version,
+/// truncation, trailing bytes).
+pub fn decode_checkpoint(
+    bytes: &[u8],
+    config: ProducersConfig,
+) -> Result<(Producers, u64), String> {
+    Producers::decode(bytes, config)
 }
 
 struct Reader<'a> {
@@ -453,6 +476,16 @@ mod tests {
                 "bit {bit}"
             );
         }
+        // Found by the producer_checkpoint fuzz target: run lengths whose
+        // sum overflows, under a valid checksum, are refused.
+        let mut huge = table.clone();
+        let state = huge.producers.get_mut(&1).expect("producer 1");
+        state.runs.push_back(Run {
+            sequence: 100,
+            index: 200,
+            len: u64::MAX,
+        });
+        assert!(Producers::decode(&huge.encode(12), config(10, 10)).is_err());
         let dir = tempfile::tempdir().expect("tempdir");
         let file = Checkpoint::in_dir(dir.path());
         assert!(file.load(config(10, 10)).expect("load").is_none());

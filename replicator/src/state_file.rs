@@ -42,6 +42,21 @@ pub struct RaftMeta {
 }
 
 impl RaftMeta {
+    /// The file's bytes for `self` (the layout in the module docs).
+    pub fn to_bytes(&self) -> Vec<u8> {
+        self.encode()
+    }
+
+    /// Decodes a file's bytes, as [`StateFile::load`] does: the fuzz
+    /// target's entry point.
+    ///
+    /// # Errors
+    /// Why the bytes are not a valid state file (short, checksum, magic or
+    /// version, conf state, trailing bytes).
+    pub fn from_bytes(bytes: &[u8]) -> Result<Self, String> {
+        Self::decode(bytes)
+    }
+
     fn encode(&self) -> Vec<u8> {
         let conf = self.conf_state.write_to_bytes().unwrap_or_default();
         let snapshot_conf = self
