@@ -57,6 +57,7 @@ fn check(bytes: &[u8], limit: u64) -> Option<(Record, usize)> {
                     record.term,
                     record.timestamp_ms,
                     record.kind as u8,
+                    record.producer.map(|p| (p.id, p.sequence)),
                     &record.value[..],
                     *used
                 ),
@@ -65,6 +66,7 @@ fn check(bytes: &[u8], limit: u64) -> Option<(Record, usize)> {
                     r.term,
                     r.timestamp_ms,
                     r.kind,
+                    r.producer,
                     &r.payload[..],
                     r.used
                 ),
@@ -93,9 +95,10 @@ fn check(bytes: &[u8], limit: u64) -> Option<(Record, usize)> {
         bytes.len()
     );
     assert!(used >= HEADER, "used {used} is shorter than a header");
+    let producer_header = if record.producer.is_some() { 16 } else { 0 };
     assert_eq!(
         used,
-        HEADER + record.value.len(),
+        HEADER + producer_header + record.value.len(),
         "used does not match the payload length"
     );
     assert!(

@@ -112,6 +112,10 @@ pub struct RefFrame {
     pub term: u64,
     pub timestamp_ms: u64,
     pub kind: u8,
+    /// Producer id and sequence, when flags bit 0 says the payload starts
+    /// with them.
+    pub producer: Option<(u64, u64)>,
+    /// The record's value: the payload after any producer header.
     pub payload: Vec<u8>,
     pub used: usize,
 }
@@ -123,16 +127,25 @@ pub fn reference_decode(bytes: &[u8], limit: u64) -> Option<RefFrame> {
         return None;
     }
     let length = u64::from(le_u32(bytes, 0));
-    if length > limit {
-        return None;
-    }
     let used = usize::try_from(HEADER as u64 + length).ok()?;
     let frame = bytes.get(..used)?;
     if frame_checksum(frame) != le_u32(frame, 4) {
         return None;
     }
-    let (kind, version, reserved) = (frame[32], frame[33], [frame[34], frame[35]]);
-    if !(kind == 1 || kind == 2) || version != 1 || reserved != [0, 0] {
+    let (kind, version, flags, reserved) = (frame[32], frame[33], frame[34], frame[35]);
+    if !(kind == 1 || kind == 2) || version != 1 || flags > 1 || reserved != 0 {
+        return None;
+    }
+    let (producer, value_at) = if flags == 1 {
+        let producer = (
+            le_u64(frame.get(..HEADER + 16)?, HEADER),
+            le_u64(frame, HEADER + 8),
+        );
+        (Some(producer), HEADER + 16)
+    } else {
+        (None, HEADER)
+    };
+    if (used - value_at) as u64 > limit {
         return None;
     }
     Some(RefFrame {
@@ -140,7 +153,8 @@ pub fn reference_decode(bytes: &[u8], limit: u64) -> Option<RefFrame> {
         term: le_u64(frame, 16),
         timestamp_ms: le_u64(frame, 24),
         kind,
-        payload: frame[HEADER..].to_vec(),
+        producer,
+        payload: frame[value_at..].to_vec(),
         used,
     })
 }
