@@ -4,17 +4,19 @@
 //! `fsync = never`, so storage writes run inline; the disk path is the same
 //! code with an fsync added.
 //!
-//! Every scenario ends with the same check ([`check`]): every acknowledged
-//! value is in every replica's committed records exactly once, a value
-//! whose proposal was refused is in none, and all replicas hold identical
-//! committed entries. `the_checker_catches_a_lost_record` is its negative
-//! control.
+//! Every scenario records a `proglog_checker::History` and ends with the
+//! same check ([`assert_safe`]): every acknowledged value is in every
+//! replica's committed records exactly once, at the index it was
+//! acknowledged at, with no gap below it; a value whose proposal was
+//! refused is in none; and replicas agree on every index they both hold.
+//! `the_checker_catches_a_lost_record` is its negative control.
 
 use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
 use bytes::Bytes;
 use log_core::{Producer, RecordKind};
+use proglog_checker::{AnomalyKind, History, Report};
 use replicator::{
     Config, Error, LogStorage, MembershipChange, MemoryRouter, Proposed, Replica, Role,
 };
@@ -30,9 +32,10 @@ const PROPOSE_BOUND: Duration = Duration::from_secs(5);
 /// Pause between two looks at the replicas' status.
 const POLL: Duration = Duration::from_millis(50);
 
-/// A replica's committed data values in index order, and its committed
-/// (index, term) entries.
-type Committed = (Vec<Bytes>, Vec<(u64, u64)>);
+/// A replica's committed entries as (index, value): a client record's value,
+/// or for any other entry its term and stored bytes (so replicas that
+/// disagree on one diverge).
+type Committed = Vec<(u64, Bytes)>;
 
 struct Cluster {
     router: MemoryRouter,
@@ -131,8 +134,7 @@ impl Cluster {
         }
     }
 
-    /// Every replica's committed data values, in index order, and its
-    /// committed (index, term) entries.
+    /// Every replica's committed entries.
     fn committed(&self) -> BTreeMap<u64, Committed> {
         self.nodes
             .iter()
@@ -144,7 +146,6 @@ impl Cluster {
 fn committed_of(replica: &Replica) -> Committed {
     let applied = replica.status().borrow().applied_index;
     let log = replica.log();
-    let mut values = Vec::new();
     let mut entries = Vec::new();
     let mut next = log.lowest_offset().max(1);
     while next <= applied {
@@ -153,52 +154,36 @@ fn committed_of(replica: &Replica) -> Committed {
             .expect("read committed");
         assert!(!batch.is_empty(), "committed index {next} missing");
         for record in batch {
-            entries.push((record.offset, record.term));
-            if record.kind == RecordKind::Data {
-                values.push(record.value);
-            }
+            let value = match record.kind {
+                RecordKind::Data => record.value,
+                RecordKind::Internal => {
+                    [&b"internal "[..], &record.term.to_le_bytes(), &record.value]
+                        .concat()
+                        .into()
+                }
+            };
+            entries.push((record.offset, value));
             next = record.offset + 1;
         }
     }
-    (values, entries)
+    entries
 }
 
-/// The history of a run: what was acknowledged and what was refused.
-#[derive(Default)]
-struct History {
-    acked: Vec<Bytes>,
-    refused: Vec<Bytes>,
+/// The history check of every scenario: `history` against every replica's
+/// committed entries.
+fn check(history: &History, committed: &BTreeMap<u64, Committed>) -> Report {
+    let replicas: Vec<(String, Committed)> = committed
+        .iter()
+        .map(|(id, entries)| (format!("replica {id}"), entries.clone()))
+        .collect();
+    proglog_checker::check(history, &replicas)
 }
 
-/// The safety check of every scenario.
-fn check(history: &History, committed: &BTreeMap<u64, Committed>) -> Result<(), String> {
-    let mut reference: Option<&Committed> = None;
-    for (id, replica) in committed {
-        let (values, entries) = replica;
-        for value in &history.acked {
-            let count = values.iter().filter(|v| *v == value).count();
-            if count != 1 {
-                return Err(format!(
-                    "replica {id}: acknowledged {value:?} appears {count} times"
-                ));
-            }
-        }
-        for value in &history.refused {
-            if values.contains(value) {
-                return Err(format!("replica {id}: refused {value:?} was committed"));
-            }
-        }
-        if let Some((other_values, other_entries)) = reference {
-            // Replicas may lag, but what two of them both hold must match.
-            let n = entries.len().min(other_entries.len());
-            let m = values.len().min(other_values.len());
-            if entries[..n] != other_entries[..n] || values[..m] != other_values[..m] {
-                return Err(format!("replica {id} diverges from another replica"));
-            }
-        }
-        reference = Some(replica);
-    }
-    Ok(())
+/// Fails the test, listing every anomaly, unless the run is safe.
+fn assert_safe(history: &History, committed: &BTreeMap<u64, Committed>) -> Report {
+    let report = check(history, committed);
+    assert!(report.is_ok(), "{report:#}");
+    report
 }
 
 fn value(tag: &str, i: usize) -> Bytes {
@@ -216,22 +201,19 @@ async fn propose_acked(replica: &Replica, values: Vec<Bytes>) -> u64 {
 async fn three_replicas_elect_one_leader_and_every_acknowledged_record_is_everywhere() {
     let cluster = Cluster::new(3);
     let leader = cluster.leader(&cluster.ids).await;
-    let mut history = History::default();
+    let mut history = History::new();
     let mut last = 0;
     for i in 0..50 {
         let batch = vec![value("a", 2 * i), value("a", 2 * i + 1)];
         let first = propose_acked(cluster.replica(leader), batch.clone()).await;
         last = first + 1;
-        history.acked.extend(batch);
+        history.ok(batch[0].clone(), first);
+        history.ok(batch[1].clone(), first + 1);
     }
     cluster.caught_up(last).await;
-    check(&history, &cluster.committed()).expect("safety");
-    for (id, (values, _)) in cluster.committed() {
-        assert_eq!(
-            values, history.acked,
-            "replica {id} holds the records in order"
-        );
-    }
+    // Each at the index it was acknowledged at, so in order on every replica.
+    let report = assert_safe(&history, &cluster.committed());
+    assert_eq!(report.acked, 100);
     let follower = cluster
         .ids
         .iter()
@@ -249,9 +231,9 @@ async fn three_replicas_elect_one_leader_and_every_acknowledged_record_is_everyw
 async fn a_partitioned_leader_loses_its_uncommitted_suffix_when_it_rejoins() {
     let cluster = Cluster::new(3);
     let old = cluster.leader(&cluster.ids).await;
-    let mut history = History::default();
+    let mut history = History::new();
     let first = propose_acked(cluster.replica(old), vec![value("before", 0)]).await;
-    history.acked.push(value("before", 0));
+    history.ok(value("before", 0), first);
     cluster.caught_up(first).await;
 
     cluster.router.isolate(old, &cluster.ids);
@@ -270,7 +252,7 @@ async fn a_partitioned_leader_loses_its_uncommitted_suffix_when_it_rejoins() {
     let mut last = 0;
     for i in 0..10 {
         last = propose_acked(cluster.replica(new), vec![value("after", i)]).await;
-        history.acked.push(value("after", i));
+        history.ok(value("after", i), last);
     }
 
     cluster.router.heal();
@@ -279,9 +261,9 @@ async fn a_partitioned_leader_loses_its_uncommitted_suffix_when_it_rejoins() {
         .expect("the stranded proposal is answered once the old leader rejoins")
         .expect("task");
     assert!(matches!(answer, Err(Error::Dropped)), "{answer:?}");
-    history.refused.push(value("stranded", 0));
+    history.fail(value("stranded", 0));
     cluster.caught_up(last).await;
-    check(&history, &cluster.committed()).expect("safety");
+    assert_safe(&history, &cluster.committed());
 }
 
 #[tokio::test(start_paused = true)]
@@ -294,25 +276,24 @@ async fn a_crashed_follower_catches_up_after_restart() {
         .copied()
         .find(|&id| id != leader)
         .expect("a follower");
-    let mut history = History::default();
-    propose_acked(cluster.replica(leader), vec![value("one", 0)]).await;
-    history.acked.push(value("one", 0));
+    let mut history = History::new();
+    let index = propose_acked(cluster.replica(leader), vec![value("one", 0)]).await;
+    history.ok(value("one", 0), index);
     cluster.kill(follower).await;
     let mut last = 0;
     for i in 0..20 {
         last = propose_acked(cluster.replica(leader), vec![value("while-down", i)]).await;
-        history.acked.push(value("while-down", i));
+        history.ok(value("while-down", i), last);
     }
     cluster.start(follower);
     cluster.caught_up(last).await;
-    check(&history, &cluster.committed()).expect("safety");
+    assert_safe(&history, &cluster.committed());
 }
 
 #[tokio::test(start_paused = true)]
 async fn killing_the_leader_under_load_loses_no_acknowledged_record() {
     let mut cluster = Cluster::new(3);
-    let mut history = History::default();
-    let mut indeterminate = 0;
+    let mut history = History::new();
     let mut i = 0;
     for round in 0..3 {
         let leader = cluster
@@ -327,9 +308,9 @@ async fn killing_the_leader_under_load_loses_no_acknowledged_record() {
             )
             .await
             {
-                Ok(Ok(_)) => history.acked.push(v),
-                Ok(Err(Error::Dropped | Error::NotLeader { .. })) => history.refused.push(v),
-                _ => indeterminate += 1,
+                Ok(Ok(index)) => history.ok(v, index),
+                Ok(Err(Error::Dropped | Error::NotLeader { .. })) => history.fail(v),
+                _ => history.timeout(v),
             }
         }
         // Crash the leader with proposals in flight that never reached a
@@ -351,8 +332,8 @@ async fn killing_the_leader_under_load_loses_no_acknowledged_record() {
         cluster.router.heal();
         for proposal in in_flight {
             match proposal.await.expect("task") {
-                (v, Ok(_)) => history.acked.push(v),
-                _ => indeterminate += 1,
+                (v, Ok(index)) => history.ok(v, index),
+                (v, Err(_)) => history.timeout(v),
             }
         }
         let survivors: Vec<u64> = cluster.nodes.keys().copied().collect();
@@ -361,50 +342,57 @@ async fn killing_the_leader_under_load_loses_no_acknowledged_record() {
     }
     let leader = cluster.leader(&cluster.ids).await;
     let last = propose_acked(cluster.replica(leader), vec![value("final", 0)]).await;
-    history.acked.push(value("final", 0));
+    history.ok(value("final", 0), last);
     cluster.caught_up(last).await;
-    assert!(
-        history.acked.len() >= 60,
-        "too few acknowledged: {}",
-        history.acked.len()
-    );
-    check(&history, &cluster.committed()).expect("safety");
-    eprintln!(
-        "acknowledged {}, refused {}, indeterminate {indeterminate}, 3 leader kills",
-        history.acked.len(),
-        history.refused.len()
-    );
+    let report = assert_safe(&history, &cluster.committed());
+    assert!(report.acked >= 60, "too few acknowledged: {report}");
+    eprintln!("{report} (3 leader kills)");
 }
 
 #[tokio::test(start_paused = true)]
 async fn the_checker_catches_a_lost_record() {
     let cluster = Cluster::new(3);
     let leader = cluster.leader(&cluster.ids).await;
-    let mut history = History::default();
+    let mut history = History::new();
     let mut last = 0;
     for i in 0..5 {
         last = propose_acked(cluster.replica(leader), vec![value("c", i)]).await;
-        history.acked.push(value("c", i));
+        history.ok(value("c", i), last);
     }
     cluster.caught_up(last).await;
-    let mut committed = cluster.committed();
-    check(&history, &committed).expect("the real run is safe");
-    // Lose one acknowledged record on one replica: the check must see it.
-    committed
-        .values_mut()
+    let committed = cluster.committed();
+    assert_safe(&history, &committed);
+    let kinds = |report: Report| {
+        let mut kinds: Vec<AnomalyKind> = report.anomalies().iter().map(|a| a.kind()).collect();
+        kinds.dedup();
+        kinds
+    };
+    // Lose one acknowledged record on one replica: the check must see it
+    // (and the hole it leaves).
+    let mut lost = committed.clone();
+    lost.values_mut()
         .next()
         .expect("a replica")
-        .0
-        .remove(2);
-    assert!(check(&history, &committed).is_err());
-    // And a refused value that was committed.
-    let mut committed = cluster.committed();
-    history.refused.push(value("c", 0));
-    assert!(check(&history, &committed).is_err());
-    history.refused.clear();
-    // And divergence.
-    committed.values_mut().next().expect("a replica").1[0].1 += 1;
-    assert!(check(&history, &committed).is_err());
+        .retain(|(_, v)| *v != value("c", 2));
+    assert_eq!(
+        kinds(check(&history, &lost)),
+        [AnomalyKind::Lost, AnomalyKind::Gap]
+    );
+    // A value whose proposal was refused, yet committed.
+    let mut refused = History::new();
+    refused.fail(value("c", 0));
+    assert_eq!(
+        kinds(check(&refused, &committed)),
+        [AnomalyKind::FailedButStored]
+    );
+    // Divergence: one replica's first entry (the leader's empty entry, or
+    // the bootstrap's) differs.
+    let mut diverged = committed;
+    diverged.values_mut().next().expect("a replica")[0].1 = Bytes::from_static(b"other");
+    assert_eq!(
+        kinds(check(&history, &diverged)),
+        [AnomalyKind::OffsetConflict, AnomalyKind::Divergence]
+    );
 }
 
 /// Waits until the leader's conf state (as `replica` persisted it) passes
@@ -429,10 +417,10 @@ async fn a_single_node_grows_to_three_through_learners_and_survives_losing_the_f
     let mut cluster = Cluster::new(1);
     let first = cluster.leader(&[1]).await;
     assert_eq!(first, 1);
-    let mut history = History::default();
+    let mut history = History::new();
     for i in 0..10 {
-        propose_acked(cluster.replica(1), vec![value("alone", i)]).await;
-        history.acked.push(value("alone", i));
+        let index = propose_acked(cluster.replica(1), vec![value("alone", i)]).await;
+        history.ok(value("alone", i), index);
     }
     for new in [2, 3] {
         cluster.ids.push(new);
@@ -463,15 +451,15 @@ async fn a_single_node_grows_to_three_through_learners_and_survives_losing_the_f
         wait_for_conf(&leader, "the new voter", |voters, _| voters.contains(&new)).await;
     }
     let last = propose_acked(cluster.replica(1), vec![value("three", 0)]).await;
-    history.acked.push(value("three", 0));
+    history.ok(value("three", 0), last);
     cluster.caught_up(last).await;
     // Three voters now: losing the first node keeps a majority.
     cluster.kill(1).await;
     let leader = cluster.leader(&[2, 3]).await;
     let last = propose_acked(cluster.replica(leader), vec![value("after", 0)]).await;
-    history.acked.push(value("after", 0));
+    history.ok(value("after", 0), last);
     cluster.caught_up(last).await;
-    check(&history, &cluster.committed()).expect("safety");
+    assert_safe(&history, &cluster.committed());
 }
 
 async fn propose_once(replica: &Replica, values: &[Bytes], id: u64, sequence: u64) -> Proposed {
@@ -580,14 +568,15 @@ async fn a_resent_sequence_gets_its_original_index_across_leaders_and_restarts()
 
     let last = propose_acked(cluster.replica(leader), vec![value("final", 0)]).await;
     cluster.caught_up(last).await;
-    let history = History {
-        acked: (0..4)
-            .map(|i| value("once", i))
-            .chain([value("other", 0), value("final", 0)])
-            .collect(),
-        refused: Vec::new(),
-    };
-    check(&history, &cluster.committed()).expect("each record committed exactly once");
+    // Each value exactly once, at the index its first answer gave.
+    let mut history = History::new();
+    for (k, v) in batch.iter().enumerate() {
+        history.ok(v.clone(), first.first + k as u64);
+    }
+    history.ok(value("once", 3), rest.first);
+    history.ok(value("other", 0), other.first);
+    history.ok(value("final", 0), last);
+    assert_safe(&history, &cluster.committed());
 }
 
 /// The negative control: the same resend without a producer id appends
@@ -597,20 +586,17 @@ async fn without_a_producer_id_a_resend_is_a_duplicate_the_check_catches() {
     let cluster = Cluster::new(3);
     let leader = cluster.leader(&cluster.ids).await;
     let batch: Vec<Bytes> = (0..3).map(|i| value("twice", i)).collect();
-    propose_acked(cluster.replica(leader), batch.clone()).await;
+    let first = propose_acked(cluster.replica(leader), batch.clone()).await;
     let last = propose_acked(cluster.replica(leader), batch.clone()).await + 2;
     cluster.caught_up(last).await;
-    let history = History {
-        acked: batch,
-        refused: Vec::new(),
-    };
-    let caught = check(&history, &cluster.committed());
-    assert!(
-        caught
-            .as_ref()
-            .is_err_and(|e| e.contains("appears 2 times")),
-        "{caught:?}"
-    );
+    let mut history = History::new();
+    for (k, v) in batch.into_iter().enumerate() {
+        history.ok(v, first + k as u64);
+    }
+    let report = check(&history, &cluster.committed());
+    // Every value twice on every replica, and nothing else wrong.
+    assert_eq!(report.duplicated(), 3 * cluster.ids.len(), "{report:#}");
+    assert_eq!(report.anomalies().len(), report.duplicated(), "{report:#}");
 }
 
 /// A resend while the first send is still uncommitted (the leader lost its
