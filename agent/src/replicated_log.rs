@@ -219,6 +219,13 @@ impl CommitLog for ReplicatedLog {
         )
     )]
     async fn append_idempotent(&self, values: Vec<Bytes>, producer: Producer) -> Result<Appended> {
+        if producer.sequence.checked_add(values.len() as u64).is_none() {
+            return Err(Error::InvalidArgument(format!(
+                "sequence {} with {} records runs past the largest sequence number",
+                producer.sequence,
+                values.len()
+            )));
+        }
         self.propose(values, Some(producer)).await
     }
 

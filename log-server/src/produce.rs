@@ -100,16 +100,18 @@ pub(crate) async fn append_items<L: CommitLog>(
                 }
             }
             Some(producer) => {
-                let mut next_sequence = producer.sequence + 1;
+                let mut next_sequence = producer.sequence.checked_add(1);
                 while let Some(next) = items.next_if(|item| {
-                    item.producer
-                        == Some(Producer {
-                            id: producer.id,
-                            sequence: next_sequence,
-                        })
+                    next_sequence.is_some_and(|sequence| {
+                        item.producer
+                            == Some(Producer {
+                                id: producer.id,
+                                sequence,
+                            })
+                    })
                 }) {
                     values.push(next.value);
-                    next_sequence += 1;
+                    next_sequence = next_sequence.and_then(|s| s.checked_add(1));
                 }
                 let (appended, error) = append_all_idempotent(log, values, producer).await;
                 for run in appended {

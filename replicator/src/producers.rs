@@ -27,7 +27,6 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::fs;
-use std::io::Write as _;
 use std::path::{Path, PathBuf};
 
 use log_core::Producer;
@@ -165,7 +164,8 @@ impl Producers {
         state.last_ms = state.last_ms.max(timestamp_ms);
         match state.runs.back_mut() {
             Some(run)
-                if run.sequence + run.len == producer.sequence && run.index + run.len == index =>
+                if run.sequence.checked_add(run.len) == Some(producer.sequence)
+                    && run.index.checked_add(run.len) == Some(index) =>
             {
                 run.len += 1;
             }
@@ -273,7 +273,14 @@ impl Producers {
                     index: reader.u64()?,
                     len: reader.u64()?,
                 };
-                // A damaged (or hostile) file must be refused, not overflow.
+                // A damaged (or hostile) file must be refused, not overflow:
+                // lookups add offsets within a run.
+                if run.len == 0
+                    || run.sequence.checked_add(run.len).is_none()
+                    || run.index.checked_add(run.len).is_none()
+                {
+                    return Err("a run is empty or runs past the largest number".into());
+                }
                 state.remembered = state
                     .remembered
                     .checked_add(run.len)
@@ -281,7 +288,9 @@ impl Producers {
                 state.runs.push_back(run);
             }
             table.now_ms = table.now_ms.max(last_ms);
-            table.producers.insert(id, state);
+            if table.producers.insert(id, state).is_some() {
+                return Err(format!("producer {id} appears twice"));
+            }
         }
         if !reader.bytes.is_empty() {
             return Err("trailing bytes".into());
@@ -371,18 +380,8 @@ impl Checkpoint {
     /// # Errors
     /// [`Error::StateFile`] on any I/O error.
     pub fn store(&self, table: &Producers, applied: u64) -> Result<()> {
-        let temporary = self.path.with_extension("tmp");
-        let write = || -> std::io::Result<()> {
-            let mut file = fs::File::create(&temporary)?;
-            file.write_all(&table.encode(applied))?;
-            file.sync_all()?;
-            fs::rename(&temporary, &self.path)?;
-            if let Some(parent) = self.path.parent() {
-                fs::File::open(parent)?.sync_all()?;
-            }
-            Ok(())
-        };
-        write().map_err(|e| self.error(e.to_string()))
+        crate::state_file::replace_durably(&self.path, &table.encode(applied))
+            .map_err(|e| self.error(e.to_string()))
     }
 
     fn error(&self, reason: String) -> Error {

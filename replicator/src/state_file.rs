@@ -138,6 +138,21 @@ fn conf_state_at(bytes: &[u8]) -> Result<(ConfState, &[u8]), String> {
     Ok((conf_state, &bytes[4 + length..]))
 }
 
+/// Replaces the file at `path` with `bytes` so that a crash leaves the old
+/// file or the new one: a temporary file, fsync, rename, fsync of the
+/// directory.
+pub(crate) fn replace_durably(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let temporary = path.with_extension("tmp");
+    let mut file = fs::File::create(&temporary)?;
+    file.write_all(bytes)?;
+    file.sync_all()?;
+    fs::rename(&temporary, path)?;
+    if let Some(parent) = path.parent() {
+        fs::File::open(parent)?.sync_all()?;
+    }
+    Ok(())
+}
+
 /// The state file of one replica.
 #[derive(Debug, Clone)]
 pub struct StateFile {
@@ -174,18 +189,7 @@ impl StateFile {
     /// # Errors
     /// [`Error::StateFile`] on any I/O error.
     pub fn store(&self, meta: &RaftMeta) -> Result<()> {
-        let temporary = self.path.with_extension("tmp");
-        let write = || -> std::io::Result<()> {
-            let mut file = fs::File::create(&temporary)?;
-            file.write_all(&meta.encode())?;
-            file.sync_all()?;
-            fs::rename(&temporary, &self.path)?;
-            if let Some(parent) = self.path.parent() {
-                fs::File::open(parent)?.sync_all()?;
-            }
-            Ok(())
-        };
-        write().map_err(|e| self.error(e.to_string()))
+        replace_durably(&self.path, &meta.encode()).map_err(|e| self.error(e.to_string()))
     }
 
     fn error(&self, reason: String) -> Error {

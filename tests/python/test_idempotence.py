@@ -111,6 +111,15 @@ def test_a_sequence_older_than_the_window_is_refused(node_factory):
     assert "older than the oldest remembered" in caught.value.details()
 
 
+def test_sequences_past_the_largest_number_are_refused(node_factory):
+    node = node_factory().start()
+    with pytest.raises(grpc.RpcError) as caught:
+        produce_batch(node, [b"x", b"y"], 2**64 - 1)
+    assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "largest sequence number" in caught.value.details()
+    assert values(node) == [], "nothing was written"
+
+
 def test_a_standalone_node_refuses_producer_ids(node_factory):
     node = node_factory(extra_args=["--bootstrap-expect", "0"]).start()
     with pytest.raises(grpc.RpcError) as caught:
