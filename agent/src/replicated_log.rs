@@ -101,10 +101,11 @@ impl ReplicatedLog {
         values: Vec<Bytes>,
         producer: Option<Producer>,
     ) -> Result<Appended> {
-        let addr = (self.rpc_addrs)(leader).ok_or_else(|| {
-            Error::Unavailable(format!(
+        let addr = (self.rpc_addrs)(leader).ok_or_else(|| Error::NoLeader {
+            message: format!(
                 "this node is not the leader and does not know node {leader}'s address yet; retry"
-            ))
+            ),
+            leader: None,
         })?;
         self.forwarder
             .forward(&addr, values, producer, FORWARD_TIMEOUT)
@@ -112,12 +113,29 @@ impl ReplicatedLog {
             .map_err(|status| match status.code() {
                 tonic::Code::InvalidArgument => Error::InvalidArgument(status.message().to_owned()),
                 tonic::Code::ResourceExhausted => Error::Overloaded(status.message().to_owned()),
-                tonic::Code::OutOfRange => Error::FailedPrecondition(status.message().to_owned()),
+                tonic::Code::OutOfRange => Error::FailedPrecondition {
+                    reason: log_server::error::SEQUENCE_TOO_OLD,
+                    message: status.message().to_owned(),
+                },
+                // It refused before proposing: nothing was appended.
+                tonic::Code::FailedPrecondition => Error::NoLeader {
+                    message: format!(
+                        "the node at {addr} this node took for the leader no longer leads; retry"
+                    ),
+                    leader: None,
+                },
+                // Anything else may have been appended: not `NoLeader`,
+                // whose promise is that nothing was.
                 _ => Error::Unavailable(format!(
                     "forwarding to the leader at {addr} failed: {}",
                     status.message()
                 )),
             })
+    }
+
+    /// The leader's RPC address, when this node knows one.
+    fn leader_addr(&self) -> Option<String> {
+        self.status().leader.and_then(|id| (self.rpc_addrs)(id))
     }
 }
 
@@ -168,15 +186,18 @@ impl ReplicatedLog {
             Err(replicator::Error::NotLeader {
                 leader: Some(leader),
             }) => self.forward(leader, values, producer).await,
-            Err(replicator::Error::NotLeader { leader: None }) => Err(Error::Unavailable(
-                "no leader is elected yet; retry shortly".into(),
-            )),
-            Err(replicator::Error::Dropped) => Err(Error::Unavailable(
-                "the leader changed before the records were committed; retry".into(),
-            )),
-            Err(e @ replicator::Error::SequenceTooOld { .. }) => {
-                Err(Error::FailedPrecondition(e.to_string()))
-            }
+            Err(replicator::Error::NotLeader { leader: None }) => Err(Error::NoLeader {
+                message: "no leader is elected yet; retry shortly".into(),
+                leader: None,
+            }),
+            Err(replicator::Error::Dropped) => Err(Error::NoLeader {
+                message: "the leader changed before the records were committed; retry".into(),
+                leader: self.leader_addr(),
+            }),
+            Err(e @ replicator::Error::SequenceTooOld { .. }) => Err(Error::FailedPrecondition {
+                reason: log_server::error::SEQUENCE_TOO_OLD,
+                message: e.to_string(),
+            }),
             Err(e) => {
                 tracing::error!(error = %e, "replicated append failed");
                 Err(Error::Unavailable(

@@ -10,6 +10,9 @@ pub const LOWEST_OFFSET_KEY: &str = "proglog-lowest-offset";
 /// `OUT_OF_RANGE` answer.
 pub const NEXT_OFFSET_KEY: &str = "proglog-next-offset";
 
+/// Trailer naming, for programs, why a node refused a request.
+const ERROR_KEY: &str = "proglog-error";
+
 /// What went wrong, in proglog's terms rather than as a raw gRPC status.
 ///
 /// Every variant that came from a node names the node (`addr`), so a
@@ -154,6 +157,18 @@ impl Error {
     /// Classifies a status a call to `addr` ended with.
     pub(crate) fn from_status(status: &tonic::Status, addr: &str) -> Self {
         let message = status.message().to_owned();
+        // The server's machine-readable reason first; older servers send
+        // none, and the message text is read below.
+        match status
+            .metadata()
+            .get(ERROR_KEY)
+            .and_then(|v| v.to_str().ok())
+        {
+            Some("not-leader") => return Self::NotLeader { message },
+            Some("sequence-too-old") => return Self::SequenceTooOld { message },
+            Some("idempotence-unsupported") => return Self::IdempotenceUnsupported { message },
+            _ => {}
+        }
         match status.code() {
             Code::OutOfRange => {
                 let trailer = |key: &str| {
@@ -357,6 +372,31 @@ mod tests {
             "OUT_OF_RANGE: offset 9 is out of range [0, 3)"
         );
         assert!(!error.is_retryable());
+    }
+
+    #[test]
+    fn the_error_trailer_decides_before_the_message() {
+        let mut status = tonic::Status::unavailable("some new wording");
+        status
+            .metadata_mut()
+            .insert(ERROR_KEY, "not-leader".parse().expect("ascii"));
+        assert!(matches!(
+            Error::from_status(&status, "n1"),
+            Error::NotLeader { .. }
+        ));
+        let mut status = tonic::Status::failed_precondition("some new wording");
+        status
+            .metadata_mut()
+            .insert(ERROR_KEY, "sequence-too-old".parse().expect("ascii"));
+        assert!(matches!(
+            Error::from_status(&status, "n1"),
+            Error::SequenceTooOld { .. }
+        ));
+        let plain = tonic::Status::failed_precondition("some new wording");
+        assert!(matches!(
+            Error::from_status(&plain, "n1"),
+            Error::Status { .. }
+        ));
     }
 
     #[test]

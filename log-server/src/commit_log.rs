@@ -42,9 +42,10 @@ pub struct Appended {
 /// The answer of a log that keeps no producer table to an idempotent
 /// append.
 pub fn no_producer_table() -> Error {
-    Error::FailedPrecondition(
-        "idempotent produce (a nonzero producer_id) needs a replicated log; this node runs without replication (cluster.bootstrap_expect = 0)".into(),
-    )
+    Error::FailedPrecondition {
+        reason: crate::error::IDEMPOTENCE_UNSUPPORTED,
+        message: "idempotent produce (a nonzero producer_id) needs a replicated log; this node runs without replication (cluster.bootstrap_expect = 0)".into(),
+    }
 }
 
 /// A member of the cluster as clients see it.

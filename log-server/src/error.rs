@@ -100,8 +100,25 @@ pub enum Error {
     /// The request cannot be served in the log's state (an idempotent
     /// sequence older than the log remembers, or idempotence without
     /// replication); retrying the same request will not help.
-    #[error("{0}")]
-    FailedPrecondition(String),
+    #[error("{message}")]
+    FailedPrecondition {
+        /// Why, for programs: the `proglog-error` trailer
+        /// ([`SEQUENCE_TOO_OLD`] or [`IDEMPOTENCE_UNSUPPORTED`]).
+        reason: &'static str,
+        /// Why, for people.
+        message: String,
+    },
+    /// A replicated node did not take the write, and nothing of it was
+    /// appended: no leader is elected, the leader changed before the
+    /// records committed, or the node taken for the leader no longer
+    /// leads. Retrying (perhaps on `leader`) may succeed.
+    #[error("{message}")]
+    NoLeader {
+        /// What happened.
+        message: String,
+        /// The leader's RPC address, when this node knows one.
+        leader: Option<String>,
+    },
     /// A fault the client cannot fix; details are in the server's log.
     #[error("internal error")]
     Internal,
@@ -142,6 +159,19 @@ impl From<log_core::Error> for Error {
     }
 }
 
+/// Trailer naming, for programs, why a request was refused (with
+/// `UNAVAILABLE` and `FAILED_PRECONDITION`): one of [`NOT_LEADER`],
+/// [`SEQUENCE_TOO_OLD`], [`IDEMPOTENCE_UNSUPPORTED`].
+pub const ERROR_KEY: &str = "proglog-error";
+/// Trailer with the leader's RPC address, when the refusing node knows it.
+pub const LEADER_KEY: &str = "proglog-leader";
+/// [`ERROR_KEY`]: no leader could take the write (see [`Error::NoLeader`]).
+pub const NOT_LEADER: &str = "not-leader";
+/// [`ERROR_KEY`]: an idempotent sequence older than the remembered window.
+pub const SEQUENCE_TOO_OLD: &str = "sequence-too-old";
+/// [`ERROR_KEY`]: a producer id sent to a node without replication.
+pub const IDEMPOTENCE_UNSUPPORTED: &str = "idempotence-unsupported";
+
 /// Trailer keys carrying the valid range with `OUT_OF_RANGE`.
 pub const LOWEST_OFFSET_KEY: &str = "proglog-lowest-offset";
 /// See [`LOWEST_OFFSET_KEY`].
@@ -173,7 +203,8 @@ impl Error {
             Self::RequestTimeout(_) => (Code::DeadlineExceeded, StatusCode::REQUEST_TIMEOUT),
             Self::Overloaded(_) => (Code::ResourceExhausted, StatusCode::TOO_MANY_REQUESTS),
             Self::Unavailable(_) => (Code::Unavailable, StatusCode::SERVICE_UNAVAILABLE),
-            Self::FailedPrecondition(_) => (Code::FailedPrecondition, StatusCode::CONFLICT),
+            Self::FailedPrecondition { .. } => (Code::FailedPrecondition, StatusCode::CONFLICT),
+            Self::NoLeader { .. } => (Code::Unavailable, StatusCode::SERVICE_UNAVAILABLE),
             Self::Internal => (Code::Internal, StatusCode::INTERNAL_SERVER_ERROR),
         }
     }
@@ -200,6 +231,13 @@ impl Error {
             | Self::MessageTooLarge { limit, .. }
             | Self::UriTooLong { limit, .. }
             | Self::HeadersTooLarge { limit, .. } => body["limitBytes"] = (*limit).into(),
+            Self::FailedPrecondition { reason, .. } => body["reason"] = (*reason).into(),
+            Self::NoLeader { leader, .. } => {
+                body["reason"] = NOT_LEADER.into();
+                if let Some(leader) = leader {
+                    body["leader"] = leader.as_str().into();
+                }
+            }
             _ => {}
         }
         serde_json::json!({ "error": body })
@@ -220,10 +258,28 @@ impl From<Error> for tonic::Status {
     fn from(error: Error) -> Self {
         let message = error.to_string();
         let mut status = tonic::Status::new(error.codes().0, message);
-        if let Error::OutOfRange { lowest, next, .. } = error {
-            let metadata = status.metadata_mut();
-            metadata.insert(LOWEST_OFFSET_KEY, lowest.into());
-            metadata.insert(NEXT_OFFSET_KEY, next.into());
+        let metadata = status.metadata_mut();
+        match error {
+            Error::OutOfRange { lowest, next, .. } => {
+                metadata.insert(LOWEST_OFFSET_KEY, lowest.into());
+                metadata.insert(NEXT_OFFSET_KEY, next.into());
+            }
+            Error::FailedPrecondition { reason, .. } => {
+                metadata.insert(
+                    ERROR_KEY,
+                    tonic::metadata::MetadataValue::from_static(reason),
+                );
+            }
+            Error::NoLeader { leader, .. } => {
+                metadata.insert(
+                    ERROR_KEY,
+                    tonic::metadata::MetadataValue::from_static(NOT_LEADER),
+                );
+                if let Some(value) = leader.and_then(|leader| leader.parse().ok()) {
+                    metadata.insert(LEADER_KEY, value);
+                }
+            }
+            _ => {}
         }
         status
     }
@@ -299,8 +355,39 @@ mod tests {
             Error::RequestTimeout(1),
             Error::Overloaded("x".into()),
             Error::Unavailable("x".into()),
+            Error::FailedPrecondition {
+                reason: SEQUENCE_TOO_OLD,
+                message: "x".into(),
+            },
+            Error::NoLeader {
+                message: "x".into(),
+                leader: Some("10.0.0.2:8400".into()),
+            },
             Error::Internal,
         ]
+    }
+
+    #[test]
+    fn no_leader_names_its_reason_and_the_leader_in_trailers_and_body() {
+        let error = Error::NoLeader {
+            message: "the leader changed; retry".into(),
+            leader: Some("10.0.0.2:8400".into()),
+        };
+        let status = tonic::Status::from(error.clone());
+        let trailer = |key| status.metadata().get(key).and_then(|v| v.to_str().ok());
+        assert_eq!(status.code(), tonic::Code::Unavailable);
+        assert_eq!(trailer(ERROR_KEY), Some(NOT_LEADER));
+        assert_eq!(trailer(LEADER_KEY), Some("10.0.0.2:8400"));
+        assert_eq!(error.json_body()["error"]["leader"], "10.0.0.2:8400");
+        assert_eq!(error.json_body()["error"]["reason"], NOT_LEADER);
+        let unknown = tonic::Status::from(Error::NoLeader {
+            message: "no leader".into(),
+            leader: None,
+        });
+        assert!(unknown.metadata().get(LEADER_KEY).is_none());
+        // A plain Unavailable (shutting down) claims no reason.
+        let plain = tonic::Status::from(Error::Unavailable("shutting down".into()));
+        assert!(plain.metadata().get(ERROR_KEY).is_none());
     }
 
     #[test]

@@ -57,7 +57,8 @@ fn error_kind(error: &Error) -> &'static str {
         Error::RequestTimeout(_) => "request_timeout",
         Error::Overloaded(_) => "overloaded",
         Error::Unavailable(_) => "unavailable",
-        Error::FailedPrecondition(_) => "failed_precondition",
+        Error::FailedPrecondition { .. } => "failed_precondition",
+        Error::NoLeader { .. } => "no_leader",
         Error::Internal => "internal",
     }
 }

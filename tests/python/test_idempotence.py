@@ -35,6 +35,10 @@ def produce_batch(node, values, sequence: int):
     )
 
 
+def trailer(error: grpc.RpcError, key: str):
+    return dict(error.trailing_metadata() or ()).get(key)
+
+
 def values(node):
     batch = node.stub.ConsumeBatch(
         log_pb2.ConsumeBatchRequest(from_offset=0, max_records=1000), timeout=RPC_TIMEOUT
@@ -109,6 +113,7 @@ def test_a_sequence_older_than_the_window_is_refused(node_factory):
         produce(node, b"w", 0)
     assert caught.value.code() == grpc.StatusCode.FAILED_PRECONDITION
     assert "older than the oldest remembered" in caught.value.details()
+    assert trailer(caught.value, "proglog-error") == "sequence-too-old"
 
 
 def test_sequences_past_the_largest_number_are_refused(node_factory):
@@ -126,8 +131,13 @@ def test_a_standalone_node_refuses_producer_ids(node_factory):
         produce(node, b"x", 0)
     assert caught.value.code() == grpc.StatusCode.FAILED_PRECONDITION
     assert "needs a replicated log" in caught.value.details()
+    assert trailer(caught.value, "proglog-error") == "idempotence-unsupported"
     status, body = post(
         node, "/v1/records", {"record": {"value": "eA=="}, "producerId": 1, "sequence": 0}
     )
-    assert (status, body["error"]["code"]) == (409, "FAILED_PRECONDITION")
+    assert (status, body["error"]["code"], body["error"]["reason"]) == (
+        409,
+        "FAILED_PRECONDITION",
+        "idempotence-unsupported",
+    )
     assert values(node) == [], "nothing was written"
