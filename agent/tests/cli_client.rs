@@ -302,15 +302,15 @@ fn info_and_servers_describe_the_node() {
     assert_eq!(
         node.ok("servers", &[], b""),
         format!(
-            "NAME       NODE ID{id_padding}  RPC ADDRESS{padding}  STATE  LEADER\n\
-             proglog-0  {id}  {addr}  alive  yes\n"
+            "NAME       NODE ID{id_padding}  RPC ADDRESS{padding}  STATE  ROLE   LEADER\n\
+             proglog-0  {id}  {addr}  alive  voter  yes\n"
         )
     );
     assert_eq!(
         node.ok("servers", &["--json"], b""),
         format!(
             "{{\"servers\":[{{\"id\":\"proglog-0\",\"nodeId\":{id},\"rpcAddr\":\"{addr}\",\
-             \"state\":\"alive\",\"isLeader\":true}}]}}\n"
+             \"state\":\"alive\",\"isLeader\":true,\"role\":\"voter\"}}]}}\n"
         )
     );
 }
